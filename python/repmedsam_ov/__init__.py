@@ -1,0 +1,11 @@
+"""repmedsam-ov: Rep-MedSAM box-prompted segmentation of medical images on laptop CPUs.
+
+The user package: numpy, OpenCV and the C++ OpenVINO runtime only; it never imports torch.
+"""
+
+from .errors import InputError, ModelError
+from .io import Case, load_case, save_segs
+
+__version__ = "0.1.0"
+
+__all__ = ["Case", "InputError", "ModelError", "load_case", "save_segs", "__version__"]

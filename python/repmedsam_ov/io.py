@@ -1,0 +1,153 @@
+"""Case files in the CVPR 2024 "MedSAM on Laptop" npz format: loading with validation, atomic saving.
+
+A case holds `imgs` (2D: H×W×3 or H×W uint8; 3D: D×H×W uint8) and `boxes` (2D: N×4 `[x_min, y_min, x_max,
+y_max]`; 3D: N×6 `[x_min, y_min, z_min, x_max, y_max, z_max]`, z_max inclusive), in pixel (voxel) indices
+of the array. Every check names the file, the key and what was expected; nothing is silently "fixed".
+Imports numpy only.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["Case", "load_case", "validate_boxes", "save_segs", "segs_dtype"]
+
+_EXPECTED = "Expected 'imgs' (H,W,3 or H,W for 2D; D,H,W for 3D, uint8) and 'boxes' (N,4 or N,6)."
+
+
+@dataclass(frozen=True)
+class Case:
+    """One validated case.
+
+    imgs: uint8, (H, W, 3) for 2D or (D, H, W) for 3D (a 2D (H, W) grey image is kept as is).
+    boxes: int64 (N, 4) `[x_min, y_min, x_max, y_max]` or (N, 6) `[x_min, y_min, z_min, x_max, y_max, z_max]`,
+        pixel indices; float boxes are kept as float64 (the reference truncates after scaling).
+    spacing: (3,) float64 millimetres in (D, H, W) order for 3D, or None.
+    """
+
+    path: Path
+    imgs: np.ndarray
+    boxes: np.ndarray
+    spacing: np.ndarray | None
+
+    @property
+    def is_3d(self) -> bool:
+        return self.boxes.shape[1] == 6
+
+
+def load_case(path: str | os.PathLike) -> Case:
+    """Load and validate one challenge npz (loaded with allow_pickle=False). Raises InputError."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file.")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected an .npz case file.")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise InputError(f"{path}: is a single .npy array, expected an .npz archive. {_EXPECTED}")
+            keys = list(npz.keys())
+            missing = [k for k in ("imgs", "boxes") if k not in keys]
+            if missing:
+                found = ", ".join(keys) or "nothing"
+                raise InputError(f"{path}: missing key '{missing[0]}' (found: {found}). {_EXPECTED}")
+            imgs, boxes = npz["imgs"], npz["boxes"]
+            spacing = npz["spacing"] if "spacing" in keys else None
+    except InputError:
+        raise
+    except ValueError as e:  # object arrays refused by allow_pickle=False, or a corrupt header
+        raise InputError(f"{path}: cannot read the arrays ({e}). {_EXPECTED}") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise InputError(f"{path}: not a readable .npz archive ({type(e).__name__}: {e}).") from None
+    return _validated(path, imgs, boxes, spacing)
+
+
+def _validated(path: Path, imgs: np.ndarray, boxes: np.ndarray, spacing) -> Case:
+    if boxes.ndim != 2 or boxes.shape[1] not in (4, 6):
+        raise InputError(f"{path}: 'boxes' has shape {boxes.shape}, expected (N, 4) for 2D or (N, 6) for 3D.")
+    is_3d = boxes.shape[1] == 6
+    if imgs.dtype != np.uint8:
+        raise InputError(f"{path}: 'imgs' has dtype {imgs.dtype}, expected uint8 (intensities 0..255).")
+    if is_3d and imgs.ndim != 3:
+        raise InputError(f"{path}: 'imgs' has shape {imgs.shape} but 'boxes' are 3D (N, 6): expected (D, H, W).")
+    if not is_3d and not (imgs.ndim == 2 or (imgs.ndim == 3 and imgs.shape[2] == 3)):
+        raise InputError(f"{path}: 'imgs' has shape {imgs.shape} but 'boxes' are 2D (N, 4): expected (H, W, 3) or (H, W).")
+    if 0 in imgs.shape:
+        raise InputError(f"{path}: 'imgs' has shape {imgs.shape}: every dimension must be at least 1.")
+    boxes = validate_boxes(boxes, imgs.shape, where=f"{path}: ")
+    if spacing is not None:
+        spacing = np.asarray(spacing)
+        if spacing.dtype.kind not in "iuf" or spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+            raise InputError(f"{path}: 'spacing' is {spacing!r}, expected 3 positive finite numbers (mm, D,H,W order).")
+        spacing = spacing.astype(np.float64)
+    return Case(path=path, imgs=imgs, boxes=boxes, spacing=spacing)
+
+
+def validate_boxes(boxes: np.ndarray, image_shape: tuple, where: str = "") -> np.ndarray:
+    """Check boxes against an image (H,W[,3]) or volume (D,H,W) shape; return them as int64 or float64.
+
+    x/y may reach the far edge (x_max <= W); z must index a slice (0 <= z_min <= z_max < D).
+    """
+    boxes = np.asarray(boxes)
+    if boxes.ndim != 2 or boxes.shape[1] not in (4, 6):
+        raise InputError(f"{where}'boxes' has shape {boxes.shape}, expected (N, 4) for 2D or (N, 6) for 3D.")
+    if boxes.shape[0] == 0:
+        raise InputError(f"{where}'boxes' is empty (shape {boxes.shape}): give at least one box.")
+    if boxes.dtype.kind not in "iuf":
+        raise InputError(f"{where}'boxes' has dtype {boxes.dtype}, expected integer or float pixel coordinates.")
+    if boxes.dtype.kind == "f":
+        bad = np.flatnonzero(~np.all(np.isfinite(boxes), axis=1))
+        if bad.size:
+            raise InputError(f"{where}boxes[{bad[0]}] = {boxes[bad[0]].tolist()}: not finite (NaN or inf).")
+        boxes = boxes.astype(np.float64)
+    else:
+        boxes = boxes.astype(np.int64)
+    is_3d = boxes.shape[1] == 6
+    if is_3d:
+        d, h, w = image_shape[:3]
+        lo, hi = boxes[:, :3], boxes[:, 3:]
+        names, limits = ("x", "y", "z"), (w, h, d)
+        layout = "Boxes are [x_min, y_min, z_min, x_max, y_max, z_max] in voxels, z_max inclusive."
+    else:
+        h, w = image_shape[:2]
+        lo, hi = boxes[:, :2], boxes[:, 2:]
+        names, limits = ("x", "y"), (w, h)
+        layout = "Boxes are [x_min, y_min, x_max, y_max] in pixels."
+    for axis, (name, limit) in enumerate(zip(names, limits)):
+        for i in range(boxes.shape[0]):
+            a, b = lo[i, axis], hi[i, axis]
+            if b < a:
+                raise InputError(f"{where}boxes[{i}] = {boxes[i].tolist()}: {name}_max < {name}_min. {layout}")
+            top = limit - 1 if name == "z" else limit
+            if a < 0 or b > top:
+                raise InputError(
+                    f"{where}boxes[{i}] = {boxes[i].tolist()}: {name} outside the image "
+                    f"(expected 0 <= {name} <= {top}; image shape {tuple(image_shape)}). {layout}")
+    return boxes
+
+
+def segs_dtype(n_boxes: int) -> type:
+    """uint8 labels, or uint16 past 255 boxes."""
+    return np.uint8 if n_boxes <= 255 else np.uint16
+
+
+def save_segs(path: str | os.PathLike, segs: np.ndarray) -> None:
+    """Write `segs` to an npz atomically: a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, segs=segs)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
