@@ -11,37 +11,41 @@ import logging
 import sys
 
 from .commands import COMMANDS
-from .errors import InputError, ModelError
+from .errors import CommandFailed, InputError, ModelError, UsageError
 
 __all__ = ["main"]
 
 log = logging.getLogger("repmedsam_ov")
 
 
-class CommandFailed(Exception):
-    """Raised by a subcommand that has already reported its failures; carries the exit code."""
-
-    def __init__(self, code: int = 1) -> None:
-        super().__init__(code)
-        self.code = code
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="repmedsam-ov", description="Rep-MedSAM segmentation on CPU (OpenVINO).")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in COMMANDS:
         register(sub)
+    for command in sub.choices.values():  # every subcommand takes them after its name
+        command.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+        command.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
     return parser
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    """Progress and per-case errors go to stderr as plain lines (not through the root logger)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
-                        format="%(message)s", stream=sys.stderr)
+    _setup_logging(args.verbose, args.quiet)
     try:
         return args.func(args) or 0
+    except UsageError as e:
+        print(f"repmedsam-ov {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except CommandFailed as e:
         return e.code
     except (InputError, ModelError, OSError) as e:

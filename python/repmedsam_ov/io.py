@@ -51,9 +51,7 @@ def load_case(path: str | os.PathLike) -> Case:
     if path.is_dir():
         raise InputError(f"{path}: is a folder, expected an .npz case file.")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise InputError(f"{path}: is a single .npy array, expected an .npz archive. {_EXPECTED}")
+        with open(path, "rb") as f, _open_npz(path, f) as npz:
             keys = list(npz.keys())
             missing = [k for k in ("imgs", "boxes") if k not in keys]
             if missing:
@@ -68,6 +66,16 @@ def load_case(path: str | os.PathLike) -> Case:
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise InputError(f"{path}: not a readable .npz archive ({type(e).__name__}: {e}).") from None
     return _validated(path, imgs, boxes, spacing)
+
+
+def _open_npz(path: Path, f):
+    magic = f.read(6)
+    f.seek(0)
+    if magic == b"\x93NUMPY":
+        raise InputError(f"{path}: is a single .npy array, expected an .npz archive. {_EXPECTED}")
+    if not magic.startswith(b"PK"):
+        raise InputError(f"{path}: not an .npz archive (it does not start like a zip file). {_EXPECTED}")
+    return np.load(f, allow_pickle=False)
 
 
 def _validated(path: Path, imgs: np.ndarray, boxes: np.ndarray, spacing) -> Case:

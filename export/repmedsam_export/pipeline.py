@@ -1,0 +1,135 @@
+"""The reference pipeline in PyTorch: the published CVPR24 inference script's semantics, written plainly.
+
+This is what "the same model" means (ARCHITECTURE.md §2); the C++ runtime is tested against the golden
+outputs that this pipeline also reproduces. Slow by design: one decoder call per box, like the original.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from repmedsam_ov.io import Case, segs_dtype
+
+from .model import IMAGE_SIZE, RepMedSAM
+
+__all__ = ["ReferencePipeline", "preprocess", "resize_longest_side", "box_to_model", "mask_to_box"]
+
+BOX_MARGIN = 3  # pixels added around a neighbour slice's mask when it becomes the next prompt
+
+
+def resize_longest_side(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """uint8 (H, W[, C]) -> uint8 resized with INTER_AREA so that the longest side is `size`."""
+    h, w = image.shape[:2]
+    scale = size * 1.0 / max(h, w)
+    newh, neww = int(h * scale + 0.5), int(w * scale + 0.5)
+    return cv2.resize(image, (neww, newh), interpolation=cv2.INTER_AREA)
+
+
+def _pad(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    h, w = image.shape[:2]
+    pad = ((0, size - h), (0, size - w)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, pad)
+
+
+def preprocess(image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+    """uint8 (H, W) or (H, W, 3) -> ((1, 3, 256, 256) float32 in [0, 1], (new_h, new_w) before padding)."""
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=-1)
+    small = resize_longest_side(image)
+    lo, hi = small.min(), small.max()
+    norm = (small - lo) / np.clip(hi - lo, a_min=1e-8, a_max=None)  # float64 like the original
+    tensor = torch.tensor(_pad(norm)).float().permute(2, 0, 1).unsqueeze(0)
+    return tensor, small.shape[:2]
+
+
+def box_to_model(box: np.ndarray, original_hw: tuple[int, int]) -> np.ndarray:
+    """XYXY pixels of the original image -> XYXY in model space (truncated like the original)."""
+    ratio = IMAGE_SIZE / max(original_hw)
+    return np.array([int(v * ratio) for v in box], dtype=np.int64)
+
+
+def mask_to_box(label_slice: np.ndarray) -> np.ndarray | None:
+    """A neighbour slice's mask (uint8, H×W, holding the object's label value) -> model-space prompt box.
+
+    The slice is resized like an image; None when nothing survives the resize.
+    """
+    small = resize_longest_side(label_slice)
+    if not small.any():
+        return None
+    ys, xs = np.nonzero(_pad(small))
+    return np.array([max(0, xs.min() - BOX_MARGIN), max(0, ys.min() - BOX_MARGIN),
+                     min(IMAGE_SIZE, xs.max() + BOX_MARGIN), min(IMAGE_SIZE, ys.max() + BOX_MARGIN)], dtype=np.int64)
+
+
+class ReferencePipeline:
+    """Segments challenge cases with a torch Rep-MedSAM; optionally records every decoder prompt.
+
+    trace: after a call, `self.trace` lists the model-space boxes handed to the decoder, in call order.
+    """
+
+    def __init__(self, model: RepMedSAM) -> None:
+        self.model = model.eval()
+        self.trace: list[list[int]] = []
+
+    @torch.no_grad()
+    def _encode(self, image: np.ndarray):
+        tensor, new_hw = preprocess(image)
+        return self.model.image_encoder(tensor), new_hw
+
+    @torch.no_grad()
+    def _decode(self, embedding: torch.Tensor, box256: np.ndarray, new_hw, original_hw) -> np.ndarray:
+        self.trace.append([int(v) for v in box256])
+        boxes = torch.as_tensor(box256[None, None, :], dtype=torch.float32)
+        logits, _ = self.model.decode(embedding, boxes)
+        probs = torch.sigmoid(RepMedSAM.postprocess_masks(logits, new_hw, original_hw))
+        return (probs[0, 0].numpy() > 0.5).astype(np.uint8)
+
+    def segment_2d(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """image: uint8 (H, W, 3) or (H, W); boxes: (N, 4) XYXY pixels -> labels (H, W), box i painted i+1."""
+        self.trace = []
+        hw = image.shape[:2]
+        embedding, new_hw = self._encode(image)
+        segs = np.zeros(hw, dtype=segs_dtype(len(boxes)))
+        for label, box in enumerate(boxes, start=1):
+            mask = self._decode(embedding, box_to_model(box, hw), new_hw, hw)
+            segs[mask > 0] = label
+        return segs
+
+    def segment_3d(self, volume: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """volume: uint8 (D, H, W); boxes: (N, 6) [x_min, y_min, z_min, x_max, y_max, z_max] voxels, z_max
+        inclusive -> labels (D, H, W), object i painted i+1 (later objects overwrite earlier ones)."""
+        self.trace = []
+        depth, hw = volume.shape[0], volume.shape[1:]
+        embeddings: dict[int, tuple] = {}
+
+        def embedding_of(z):
+            if z not in embeddings:
+                embeddings[z] = self._encode(volume[z])
+            return embeddings[z]
+
+        segs = np.zeros(volume.shape, dtype=segs_dtype(len(boxes)))
+        for label, box in enumerate(boxes, start=1):
+            x_min, y_min, z_min, x_max, y_max, z_max = box
+            z_min, z_max = int(z_min), int(z_max)
+            middle_box = box_to_model(np.array([x_min, y_min, x_max, y_max]), hw)
+            z_mid = int((z_max - z_min) / 2 + z_min)
+            # the object's own masks, holding its label value: the resize of a thin mask depends on it
+            own = np.zeros(volume.shape, dtype=np.uint8)
+            walk = [(z, z - 1) for z in range(z_mid, min(z_max, depth - 1) + 1)]
+            walk += [(z, z + 1) for z in range(z_mid - 1, z_min - 1, -1)]
+            for z, previous in walk:
+                prompt = middle_box if z == z_mid else mask_to_box(own[previous])
+                if prompt is None:
+                    prompt = middle_box
+                embedding, new_hw = embedding_of(z)
+                mask = self._decode(embedding, prompt, new_hw, hw)
+                own[z, mask > 0] = min(label, 255)
+            segs[own > 0] = label
+        return segs
+
+    def segment_case(self, case: Case) -> np.ndarray:
+        if case.is_3d:
+            return self.segment_3d(case.imgs, case.boxes)
+        return self.segment_2d(case.imgs, case.boxes)
