@@ -25,3 +25,14 @@ def dice(a, b) -> float:
 
 def label_dices(segs, gold, n_labels: int) -> list[float]:
     return [dice(segs == i, gold == i) for i in range(1, n_labels + 1)]
+
+
+@pytest.fixture(scope="session")
+def golden_model_dir(tmp_path_factory):
+    """The golden checkpoint exported with f32 weights (in a subprocess: the test process stays torch-free)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("golden_model") / "model"
+    subprocess.run([sys.executable, "-m", "repmedsam_export.to_ir", str(GOLDEN_CKPT), str(out)], check=True)
+    return out

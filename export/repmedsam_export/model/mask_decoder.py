@@ -44,8 +44,8 @@ class MaskDecoder(nn.Module):
         output_tokens = output_tokens.unsqueeze(0).expand(sparse_prompt_embeddings.size(0), -1, -1)
         tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
         b = tokens.shape[0]
-        src = image_embeddings if image_embeddings.shape[0] == b else image_embeddings.expand(b, -1, -1, -1)
-        src = src + dense_prompt_embeddings
+        # expand, not a data-dependent branch: traced exports must keep the box count dynamic
+        src = image_embeddings.expand(b, -1, -1, -1) + dense_prompt_embeddings
         pos_src = image_pe.expand(b, -1, -1, -1)
         _, c, h, w = src.shape
 

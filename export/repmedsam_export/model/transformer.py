@@ -17,6 +17,7 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
         self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
+        self.sqrt_head_dim = math.sqrt(self.internal_dim // num_heads)  # a constant, also when traced
 
     def _separate_heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
@@ -30,7 +31,7 @@ class Attention(nn.Module):
         q = self._separate_heads(self.q_proj(q))
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
-        attn = q @ k.permute(0, 1, 3, 2) / math.sqrt(q.shape[-1])
+        attn = q @ k.permute(0, 1, 3, 2) / self.sqrt_head_dim
         return self.out_proj(self._recombine_heads(torch.softmax(attn, dim=-1) @ v))
 
 
