@@ -6,61 +6,22 @@ outputs that this pipeline also reproduces. Slow by design: one decoder call per
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
+from repmedsam_ov import reference
 from repmedsam_ov.io import Case, segs_dtype
+from repmedsam_ov.reference import box_to_model, mask_to_box, propagation_walk
 
-from .model import IMAGE_SIZE, RepMedSAM
+from .model import RepMedSAM
 
-__all__ = ["ReferencePipeline", "preprocess", "resize_longest_side", "box_to_model", "mask_to_box"]
-
-BOX_MARGIN = 3  # pixels added around a neighbour slice's mask when it becomes the next prompt
-
-
-def resize_longest_side(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
-    """uint8 (H, W[, C]) -> uint8 resized with INTER_AREA so that the longest side is `size`."""
-    h, w = image.shape[:2]
-    scale = size * 1.0 / max(h, w)
-    newh, neww = int(h * scale + 0.5), int(w * scale + 0.5)
-    return cv2.resize(image, (neww, newh), interpolation=cv2.INTER_AREA)
-
-
-def _pad(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
-    h, w = image.shape[:2]
-    pad = ((0, size - h), (0, size - w)) + ((0, 0),) * (image.ndim - 2)
-    return np.pad(image, pad)
+__all__ = ["ReferencePipeline", "preprocess", "box_to_model", "mask_to_box"]
 
 
 def preprocess(image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
-    """uint8 (H, W) or (H, W, 3) -> ((1, 3, 256, 256) float32 in [0, 1], (new_h, new_w) before padding)."""
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=-1)
-    small = resize_longest_side(image)
-    lo, hi = small.min(), small.max()
-    norm = (small - lo) / np.clip(hi - lo, a_min=1e-8, a_max=None)  # float64 like the original
-    tensor = torch.tensor(_pad(norm)).float().permute(2, 0, 1).unsqueeze(0)
-    return tensor, small.shape[:2]
-
-
-def box_to_model(box: np.ndarray, original_hw: tuple[int, int]) -> np.ndarray:
-    """XYXY pixels of the original image -> XYXY in model space (truncated like the original)."""
-    ratio = IMAGE_SIZE / max(original_hw)
-    return np.array([int(v * ratio) for v in box], dtype=np.int64)
-
-
-def mask_to_box(label_slice: np.ndarray) -> np.ndarray | None:
-    """A neighbour slice's mask (uint8, H×W, holding the object's label value) -> model-space prompt box.
-
-    The slice is resized like an image; None when nothing survives the resize.
-    """
-    small = resize_longest_side(label_slice)
-    if not small.any():
-        return None
-    ys, xs = np.nonzero(_pad(small))
-    return np.array([max(0, xs.min() - BOX_MARGIN), max(0, ys.min() - BOX_MARGIN),
-                     min(IMAGE_SIZE, xs.max() + BOX_MARGIN), min(IMAGE_SIZE, ys.max() + BOX_MARGIN)], dtype=np.int64)
+    """uint8 (H, W) or (H, W, 3) -> ((1, 3, 256, 256) float32 tensor in [0, 1], (new_h, new_w) before padding)."""
+    array, new_hw = reference.preprocess(image)
+    return torch.from_numpy(array), new_hw
 
 
 class ReferencePipeline:
@@ -112,13 +73,10 @@ class ReferencePipeline:
         segs = np.zeros(volume.shape, dtype=segs_dtype(len(boxes)))
         for label, box in enumerate(boxes, start=1):
             x_min, y_min, z_min, x_max, y_max, z_max = box
-            z_min, z_max = int(z_min), int(z_max)
             middle_box = box_to_model(np.array([x_min, y_min, x_max, y_max]), hw)
-            z_mid = int((z_max - z_min) / 2 + z_min)
+            z_mid, walk = propagation_walk(z_min, z_max, depth)
             # the object's own masks, holding its label value: the resize of a thin mask depends on it
             own = np.zeros(volume.shape, dtype=np.uint8)
-            walk = [(z, z - 1) for z in range(z_mid, min(z_max, depth - 1) + 1)]
-            walk += [(z, z + 1) for z in range(z_mid - 1, z_min - 1, -1)]
             for z, previous in walk:
                 prompt = middle_box if z == z_mid else mask_to_box(own[previous])
                 if prompt is None:
@@ -129,7 +87,8 @@ class ReferencePipeline:
             segs[own > 0] = label
         return segs
 
-    def segment_case(self, case: Case) -> np.ndarray:
+    def segment(self, case: Case) -> np.ndarray:
+        """Segment a validated case from `repmedsam_ov.io.load_case`: 2D or 3D by the shape of its boxes."""
         if case.is_3d:
             return self.segment_3d(case.imgs, case.boxes)
         return self.segment_2d(case.imgs, case.boxes)

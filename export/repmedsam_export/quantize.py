@@ -65,17 +65,18 @@ def _load_split(folders):
     return calib, held
 
 
-def _masks(encoder, decoder, image: np.ndarray, boxes: np.ndarray):
-    """Embedding and label map of one image with the given compiled encoder and f32 decoder."""
+def _masks(encoder, decoder, image: np.ndarray, boxes: np.ndarray, chunk: int = 32):
+    """Embedding and label map of one image with the given compiled encoder and decoder (boxes in chunks)."""
     tensor, new_hw = preprocess(image)
     embedding = encoder(tensor.numpy())[0]
     hw = image.shape[:2]
     boxes256 = np.stack([box_to_model(b, hw) for b in boxes]).astype(np.float32)
-    logits = torch.from_numpy(decoder({"embedding": embedding, "boxes": boxes256})[0])
-    logits = F.interpolate(logits[:, None, : new_hw[0], : new_hw[1]], size=hw, mode="bilinear", align_corners=False)
     labels = np.zeros(hw, np.uint16)
-    for i, mask in enumerate(logits[:, 0].numpy() > 0, start=1):
-        labels[mask] = i
+    for start in range(0, len(boxes256), chunk):
+        logits = torch.from_numpy(decoder({"embedding": embedding, "boxes": boxes256[start:start + chunk]})[0])
+        logits = F.interpolate(logits[:, None, : new_hw[0], : new_hw[1]], size=hw, mode="bilinear", align_corners=False)
+        for i, mask in enumerate(logits[:, 0].numpy() > 0, start=start + 1):
+            labels[mask] = i
     return embedding, labels
 
 

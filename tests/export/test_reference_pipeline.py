@@ -28,7 +28,7 @@ def fused_segs():
 def test_golden_case(name, fused, golden_model, golden_model_fused, fused_segs):
     case = load_case(GOLDEN / "cases" / f"{name}.npz")
     pipeline = ReferencePipeline(golden_model_fused if fused else golden_model)
-    segs = pipeline.segment_case(case)
+    segs = pipeline.segment(case)
     gold = np.load(GOLDEN / "segs" / f"{name}.npz")["segs"]
 
     assert pipeline.trace == golden_trace(name)

@@ -53,12 +53,12 @@ def make_backend(args):
         if args.threads:
             import torch
             torch.set_num_threads(args.threads)
-        return ReferencePipeline(load_checkpoint(args.checkpoint)).segment_case
+        return ReferencePipeline(load_checkpoint(args.checkpoint)).segment
     try:
         from ..segmenter import Segmenter
     except ImportError as e:
         raise ModelError(f"the C++ runtime is not available in this build ({e}); use --backend torch.") from None
-    return Segmenter(args.model, precision=args.precision, threads=args.threads).segment_case
+    return Segmenter(args.model, precision=args.precision, threads=args.threads).segment
 
 
 def run(args) -> int:

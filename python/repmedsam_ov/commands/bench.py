@@ -1,0 +1,114 @@
+"""`repmedsam-ov bench`: time engines side by side on the same cases and print one table (+ JSON lines)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+
+log = logging.getLogger("repmedsam_ov")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="benchmark engines side by side on the same cases",
+                       description="Run each engine on the same cases in one process (warm-up first, cases "
+                                   "interleaved) and print seconds, speed-up against torch, throughput, peak RSS "
+                                   "and label Dice against the reference engine.")
+    p.add_argument("cases", nargs="*", metavar="CASE", help=".npz cases or folders of them")
+    p.add_argument("--engines", default="runtime-bf16,ov-python,torch",
+                   help="comma-separated: runtime-f32, runtime-bf16, runtime-int8, ov-python, ov-python-f32, torch")
+    p.add_argument("-m", "--model", metavar="DIR", help="model folder (default: bundled, or exported from --checkpoint)")
+    p.add_argument("--checkpoint", metavar="CKPT", help="checkpoint for the torch engine (and to export if no --model)")
+    p.add_argument("--synthetic", action="store_true", help="add the 300x512x512, 6-object synthetic scale case")
+    p.add_argument("--repeats", type=int, default=1, help="runs per case and engine (median)")
+    p.add_argument("-t", "--threads", type=int, metavar="N")
+    p.add_argument("--json", metavar="FILE", help="append one JSON line per case and engine")
+    p.set_defaults(func=run)
+
+
+def _dice(a: np.ndarray, b: np.ndarray, labels: int) -> float:
+    out = []
+    for i in range(1, labels + 1):
+        x, y = a == i, b == i
+        total = int(x.sum()) + int(y.sum())
+        out.append(1.0 if total == 0 else 2.0 * int((x & y).sum()) / total)
+    return float(np.mean(out))
+
+
+def _work(case) -> tuple[int, int]:
+    """(slices to encode, decoder boxes) of a case under the reference semantics."""
+    if not case.is_3d:
+        return 1, len(case.boxes)
+    from ..reference import propagation_walk
+
+    slices, boxes = set(), 0
+    for b in case.boxes:
+        walk = propagation_walk(b[2], b[5], case.imgs.shape[0])[1]
+        slices.update(z for z, _ in walk)
+        boxes += len(walk)
+    return len(slices), boxes
+
+
+def run(args) -> int:
+    from ..bench import ENGINES, machine_facts, make_engine, run_bench, synthetic_volume
+    from ..io import load_case
+    from .infer import collect_cases
+
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown or not engines:
+        raise UsageError(f"unknown engine(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ENGINES)}.")
+    cases = [(p.stem, load_case(p)) for p in collect_cases(args.cases)] if args.cases else []
+    if args.synthetic:
+        synthetic = synthetic_volume()
+        cases.append((synthetic.path.name, synthetic))
+    if not cases:
+        raise UsageError("give CASE files or folders, or --synthetic.")
+
+    model_dir = Path(args.model) if args.model else None
+    if model_dir is None and args.checkpoint and any(e != "torch" for e in engines):
+        from repmedsam_export.to_ir import export_model  # needs the export extra, like the torch engine
+
+        model_dir = export_model(args.checkpoint, Path(tempfile.mkdtemp()) / "model")
+    built = {name: make_engine(name, model_dir, args.checkpoint, args.threads) for name in engines}
+    results = run_bench(built, cases, args.repeats, progress=None if args.quiet else log.info)
+
+    reference = "torch" if "torch" in engines else "runtime-f32" if "runtime-f32" in engines else engines[0]
+    by_key = {(m.case, m.engine): m for m in results}
+    facts = machine_facts(args.threads)
+    print(f"\n{facts['cpu']} | {facts['cores']} cores, {facts['threads']} threads | OpenVINO {facts['openvino']} "
+          f"| commit {facts['commit']} | Dice against {reference}")
+    header = f"{'case':<44} {'engine':<14} {'s':>8} {'x torch':>8} {'slices/s':>8} {'ms/box':>7} {'RSS MB':>7} {'Dice':>7}"
+    print(header)
+    print("-" * len(header))
+    totals = {e: 0.0 for e in engines}
+    lines = []
+    for name, case in cases:
+        slices, boxes = _work(case)
+        ref = by_key[(name, reference)]
+        for engine in engines:
+            m = by_key[(name, engine)]
+            totals[engine] += m.seconds
+            speedup = by_key[(name, "torch")].seconds / m.seconds if "torch" in engines else float("nan")
+            dice = _dice(m.segs, ref.segs, len(case.boxes))
+            row = {"case": name, "engine": engine, "seconds": m.seconds, "speedup_vs_torch": speedup,
+                   "slices_per_s": slices / m.seconds, "ms_per_box": 1000 * m.seconds / boxes,
+                   "peak_rss_mb": m.peak_rss_mb, "dice_vs_reference": dice, "reference": reference,
+                   "slices": slices, "boxes": boxes} | facts
+            lines.append(row)
+            print(f"{name[:44]:<44} {engine:<14} {m.seconds:>8.2f} {speedup:>8.2f} {row['slices_per_s']:>8.2f} "
+                  f"{row['ms_per_box']:>7.1f} {m.peak_rss_mb:>7.0f} {dice:>7.4f}")
+    print("-" * len(header))
+    for engine in engines:
+        speedup = totals["torch"] / totals[engine] if "torch" in engines else float("nan")
+        print(f"{'TOTAL':<44} {engine:<14} {totals[engine]:>8.2f} {speedup:>8.2f}")
+    if args.json:
+        with open(args.json, "a") as f:
+            for row in lines:
+                f.write(json.dumps(row) + "\n")
+    return 0
