@@ -1,0 +1,182 @@
+"""Turning items into training samples: inference preprocessing, one random object, box jitter, augmentation,
+and a resumable source-balanced order.
+
+Preprocessing is ARCHITECTURE.md §2's: resize the longest side to 256 with INTER_AREA (a no-op for the
+stored training data), min-max normalise over all channels, zero-pad bottom and right to 256×256. Flips
+are applied before padding so that padding stays at the bottom and right as at inference.
+
+Every random choice of a sample comes from a generator seeded by (seed, epoch, position in the epoch), so
+a sample is the same whether the run was interrupted or not, and whatever the number of workers or ranks.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from repmedsam_ov import reference
+
+from .data import Item
+
+__all__ = ["IMAGE_SIZE", "resize_longest_side", "preprocess", "jittered_box", "Augment", "BalancedOrder",
+           "SegmentationSamples", "EmbeddingSamples"]
+
+IMAGE_SIZE = 256
+
+
+def resize_longest_side(image: np.ndarray, size: int = IMAGE_SIZE, labels: bool = False) -> np.ndarray:
+    """uint8/uint16 (H, W[, C]) -> resized so the longest side is `size` (INTER_AREA; nearest for labels)."""
+    h, w = image.shape[:2]
+    scale = size * 1.0 / max(h, w)
+    newh, neww = int(h * scale + 0.5), int(w * scale + 0.5)
+    if (newh, neww) == (h, w):
+        return image
+    return cv2.resize(image, (neww, newh), interpolation=cv2.INTER_NEAREST if labels else cv2.INTER_AREA)
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """uint8 (h, w) or (h, w, 3) -> float32 (h, w, 3) min-max normalised over all channels."""
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=-1)
+    lo, hi = float(image.min()), float(image.max())
+    return ((image - lo) / max(hi - lo, 1e-8)).astype(np.float32)
+
+
+def pad_chw(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """float32 (h, w, 3) -> (3, size, size), zero-padded bottom and right."""
+    out = np.zeros((3, size, size), dtype=np.float32)
+    out[:, : image.shape[0], : image.shape[1]] = image.transpose(2, 0, 1)
+    return out
+
+
+def preprocess(image: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) or (H, W, 3) -> float32 (3, 256, 256) exactly as at inference (no augmentation)."""
+    return reference.preprocess(image)[0][0]
+
+
+def jittered_box(mask: np.ndarray, rng: np.random.Generator, shift: int, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Bounding box of a non-empty (h, w) mask, each side moved outwards by a random 0..shift pixels and
+    clipped to [0, size-1] (LiteMedSAM's baseline). -> float32 (4,) XYXY in model space (pixels of 256)."""
+    ys, xs = np.nonzero(mask)
+    d = rng.integers(0, shift + 1, size=4) if shift > 0 else np.zeros(4, dtype=np.int64)
+    return np.array([max(0, xs.min() - d[0]), max(0, ys.min() - d[1]),
+                     min(size - 1, xs.max() + d[2]), min(size - 1, ys.max() + d[3])], dtype=np.float32)
+
+
+class Augment:
+    """Random flips (each with probability 0.5) and, when `colour`, a colour jitter on the normalised image:
+    per-channel gain 0.9–1.1, gamma 0.7–1.4, brightness ±0.1, clipped to [0, 1]. A min-max normalisation
+    would undo a jitter applied before it, hence after."""
+
+    def __init__(self, flips: bool = True, colour: bool = False) -> None:
+        self.flips, self.colour = flips, colour
+
+    def geometric(self, image: np.ndarray, labels: np.ndarray, rng: np.random.Generator):
+        if self.flips and rng.random() < 0.5:
+            image, labels = image[:, ::-1], labels[:, ::-1]
+        if self.flips and rng.random() < 0.5:
+            image, labels = image[::-1], labels[::-1]
+        return np.ascontiguousarray(image), np.ascontiguousarray(labels)
+
+    def photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """image: float32 (h, w, 3) in [0, 1]."""
+        if not self.colour:
+            return image
+        gain = rng.uniform(0.9, 1.1, size=3).astype(np.float32)
+        gamma = np.float32(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
+        shift = np.float32(rng.uniform(-0.1, 0.1))
+        return np.clip(image ** gamma * gain + shift, 0.0, 1.0).astype(np.float32)
+
+
+class BalancedOrder:
+    """The sequence of item indices of each epoch, drawn with replacement so that source s gets a share
+    proportional to n_s ** balance (1: as stored, Kvasir dominates; 0: every source equal; 0.5 default).
+
+    `epoch_size` samples per epoch (default: the number of items). Deterministic in (seed, epoch).
+    """
+
+    def __init__(self, items: list[Item], balance: float = 0.5, seed: int = 0, epoch_size: int | None = None):
+        sources = [it.source for it in items]
+        counts = {s: sources.count(s) for s in set(sources)}
+        weights = np.array([counts[s] ** balance / counts[s] for s in sources], dtype=np.float64)
+        self.p = weights / weights.sum()
+        self.seed = seed
+        self.epoch_size = epoch_size or len(items)
+
+    def epoch(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        return rng.choice(len(self.p), size=self.epoch_size, replace=True, p=self.p)
+
+    def shares(self, items: list[Item]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for it, p in zip(items, self.p):
+            out[it.source] = out.get(it.source, 0.0) + float(p)
+        return out
+
+
+def batch_keys(order: BalancedOrder, epoch: int, consumed: int, batch_size: int, rank: int, world: int):
+    """Yield this rank's batches of keys (epoch, position, item index) from global position `consumed` on.
+
+    Each step takes batch_size × world consecutive samples; rank r gets the r-th block of batch_size.
+    A final partial step is dropped.
+    """
+    seq = order.epoch(epoch)
+    step = batch_size * world
+    for start in range(consumed, len(seq) - step + 1, step):
+        lo = start + rank * batch_size
+        yield [(epoch, pos, int(seq[pos])) for pos in range(lo, lo + batch_size)]
+
+
+class SegmentationSamples(torch.utils.data.Dataset):
+    """key (epoch, position, item index) -> dict(image (3,256,256) f32, mask (1,256,256) f32, box (4,) f32).
+
+    One object is chosen uniformly among those in the item; the box comes from its mask at the 256 scale,
+    jittered by 0..box_shift pixels per side.
+    """
+
+    def __init__(self, source, items: list[Item], augment: Augment, seed: int = 0, box_shift: int = 5):
+        self.source, self.items, self.augment = source, items, augment
+        self.seed, self.box_shift = seed, box_shift
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key):
+        epoch, position, index = key
+        rng = np.random.default_rng([self.seed, epoch, position])
+        image, labels = self.source.read(self.items[index])
+        image = resize_longest_side(image)
+        labels = resize_longest_side(labels, labels=True)
+        image, labels = self.augment.geometric(image, labels, rng)
+        present = np.unique(labels)
+        present = present[present > 0]
+        if len(present) == 0:  # only if a resize erased every object: keep the batch shape, learn "nothing"
+            mask = np.zeros(labels.shape, dtype=bool)
+            box = np.array([0, 0, IMAGE_SIZE - 1, IMAGE_SIZE - 1], dtype=np.float32)
+        else:
+            mask = labels == present[rng.integers(len(present))]
+            box = jittered_box(mask, rng, self.box_shift)
+        image = pad_chw(self.augment.photometric(normalise(image), rng))
+        full = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+        full[0, : mask.shape[0], : mask.shape[1]] = mask
+        return {"image": torch.from_numpy(image), "mask": torch.from_numpy(full),
+                "box": torch.from_numpy(box), "index": index}
+
+
+class EmbeddingSamples(torch.utils.data.Dataset):
+    """key -> dict(image (3,256,256) f32 preprocessed as at inference, target (256,64,64) f32 teacher
+    embedding). No augmentation: the stored embeddings are of the unaugmented images."""
+
+    def __init__(self, source, items: list[Item], store) -> None:
+        self.source, self.items, self.store = source, items, store
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key):
+        _, _, index = key
+        item = self.items[index]
+        image, _ = self.source.read(item)
+        return {"image": torch.from_numpy(preprocess(image)),
+                "target": torch.from_numpy(self.store.get(item.key).astype(np.float32)), "index": index}

@@ -1,0 +1,108 @@
+"""`repmedsam-ov train ACTION`: train Rep-MedSAM (the paper's stages) with the torch side, imported lazily.
+
+Actions: pipeline, finetune, distill (training stages), embed-teacher (store a SAM-layout teacher's
+embeddings for distill), build-cache (the training set as one compact file). Torch-free at import.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ModelError
+
+_STAGE_HELP = {
+    "pipeline": "train the whole model: Dice + BCE + IoU loss, flips",
+    "finetune": "continue from a pipeline result with a lower rate and colour jitter",
+    "distill": "train the image encoder alone to match stored teacher embeddings (see embed-teacher)",
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train Rep-MedSAM (needs the export extra)",
+                       description="Train Rep-MedSAM on CPU, CUDA or under torchrun. State (resumable) lives "
+                                   "in --state, by default ~/.cache/repmedsam-ov/train/<stage>/.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for stage, help_text in _STAGE_HELP.items():
+        _add_stage(actions.add_parser(stage, help=help_text, description=help_text), stage)
+
+    e = actions.add_parser("embed-teacher", help="store a SAM-layout ViT teacher's embeddings for distill",
+                           description="Compute the teacher's 256×64×64 embedding of every training image "
+                                       "and store them (float16, ~2 MB each; resumable). No teacher is "
+                                       "bundled: pass your MedSAM medsam_vit_b.pth or another SAM-layout ViT.")
+    e.add_argument("teacher", help="SAM-layout ViT checkpoint (image_encoder.* keys, or the encoder's own)")
+    _add_data(e)
+    e.add_argument("-o", "--out", help="embeddings folder (default ~/.cache/repmedsam-ov/train/teacher)")
+    e.add_argument("-b", "--batch-size", type=int, default=1)
+    e.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    e.add_argument("-t", "--threads", type=int, help="torch CPU threads")
+    e.set_defaults(func=run)
+
+    c = actions.add_parser("build-cache", help="write the training set as one compact .npz (encoded uint8)",
+                           description="Pack every training image (2D images and the 3D slices that hold "
+                                       "objects) with its labels into one .npz; pass it as --data later.")
+    _add_data(c)
+    c.add_argument("-o", "--out", required=True, help="cache file to write (.npz)")
+    c.set_defaults(func=run)
+    for action in actions.choices.values():  # -v/-q also after the action; SUPPRESS keeps a value given before it
+        action.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                            help="debug logging and full tracebacks")
+        action.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                            help="no progress output on stderr")
+
+
+def _add_data(p) -> None:
+    p.add_argument("--data", required=True, help="training folder (manifest.csv, 2d/, 3d/) or a cache .npz")
+    p.add_argument("--subset", type=int, help="use only N images, drawn round-robin across sources")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset, sample order and augmentation")
+
+
+def _add_stage(p, stage: str) -> None:
+    _add_data(p)
+    p.add_argument("--state", help="state folder, outside any repository "
+                                   f"(default ~/.cache/repmedsam-ov/train/{stage}); resumed when it holds state.pt")
+    p.add_argument("--fresh", action="store_true", help="ignore (and overwrite) a saved state in --state")
+    p.add_argument("--init", help="checkpoint to start from (rep_medsam.pth or a best.pth)"
+                   + (" (default: ../pipeline/best.pth beside --state)" if stage == "finetune" else ""))
+    p.add_argument("--arch", choices=("rep_medsam", "tiny"), default="rep_medsam",
+                   help="tiny: a small stand-in with the same interface, for smoke tests")
+    p.add_argument("--epochs", type=int, default=100, help="total epochs of the run (default 100)")
+    p.add_argument("--epoch-size", type=int, help="samples per epoch (default: the number of images)")
+    p.add_argument("-b", "--batch-size", type=int, default=4, help="per process (default 4)")
+    p.add_argument("--lr", type=float, help="AdamW rate (default: pipeline 5e-5, finetune 1e-5, distill 1e-4)")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--precision", choices=("auto", "f32", "bf16"), default="auto",
+                   help="bf16 autocast or float32; auto: bf16 on CUDA and on CPUs with native bf16")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("-t", "--threads", type=int, help="torch CPU threads")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes (default 0: in the main one)")
+    p.add_argument("--max-steps", type=int, help="stop (and save) after N steps of this invocation")
+    p.add_argument("--max-minutes", type=float, help="stop (and save) after M minutes of this invocation")
+    p.add_argument("--save-minutes", type=float, default=5.0, help="save the state every M minutes (default 5)")
+    p.add_argument("--log-every", type=int, default=10, help="log every N steps")
+    p.add_argument("--balance", type=float, default=0.5,
+                   help="source sampling share ∝ count**BALANCE (1: as stored; 0: sources equal; default 0.5)")
+    p.add_argument("--cache", action="store_true",
+                   help="train from a compact cache of the data, built once in --state (data-cache.npz)")
+    if stage == "distill":
+        p.add_argument("--teacher-embeddings", help="folder made by embed-teacher (default ../teacher beside --state)")
+    else:
+        p.add_argument("--val", help="eval folder (imgs/, gts/) scored after every epoch; the best DSC is kept "
+                                     "(without it, the lowest epoch loss)")
+        p.add_argument("--val-cases", type=int, help="score only N eval cases, spread across modalities")
+        p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and after the last)")
+        p.add_argument("--box-shift", type=int, default=5, help="random box enlargement per side, 0..N pixels")
+        p.add_argument("--no-flips", dest="flips", action="store_false", help="no random flips")
+        p.add_argument("--colour-jitter", action=argparse.BooleanOptionalAction, default=None,
+                       help="colour jitter (default: on for finetune only)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    try:
+        from repmedsam_export.train.cli import run_action
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in ("torch", "repmedsam_export"):
+            raise
+        raise ModelError(f"repmedsam-ov train needs PyTorch and repmedsam_export ({e.name} is not installed); "
+                         "install the export extra: pip install 'repmedsam-ov[export]'") from None
+    return run_action(args)

@@ -1,0 +1,278 @@
+"""Training code: data and samples, losses, a few steps, exact resume, distillation with a stand-in teacher,
+validation, the CLI. Uses the tiny stand-in architecture except for one real Rep-MedSAM step."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from repmedsam_export.train import Trainer, TrainConfig  # noqa: E402
+from repmedsam_export.train.arch import build_model  # noqa: E402
+from repmedsam_export.train.data import CacheSource, FolderSource, Item, build_cache, select_subset  # noqa: E402
+from repmedsam_export.train.losses import achieved_iou, dice_loss, segmentation_loss  # noqa: E402
+from repmedsam_export.train.samples import (Augment, BalancedOrder, SegmentationSamples,  # noqa: E402
+                                            batch_keys, preprocess)
+from repmedsam_export.train.state import default_state_dir  # noqa: E402
+from repmedsam_export.train.teacher import (EmbeddingStore, build_tiny_teacher, load_teacher)  # noqa: E402
+from repmedsam_ov.cli import main  # noqa: E402
+from repmedsam_ov.errors import InputError, ModelError, UsageError  # noqa: E402
+
+from ..conftest import REPO, SHARED  # noqa: E402
+
+TRAIN = SHARED / "data" / "train"
+EVAL = SHARED / "data" / "eval"
+pytestmark = pytest.mark.skipif(not TRAIN.is_dir(), reason=f"{TRAIN}: training data not found")
+
+
+@pytest.fixture(scope="module")
+def folder():
+    return FolderSource(TRAIN)
+
+
+@pytest.fixture(scope="module")
+def cache(folder, tmp_path_factory):
+    """A compact cache of 14 images across sources (2D and 3D slices)."""
+    return build_cache(folder, tmp_path_factory.mktemp("cache") / "cache.npz", select_subset(folder.items, 14))
+
+
+def tiny(tmp_path, cache, **kw) -> TrainConfig:
+    base = dict(stage="pipeline", data=str(cache), state=str(tmp_path / "state"), arch="tiny", batch_size=2,
+                save_minutes=100, log_every=1, threads=torch.get_num_threads())
+    return TrainConfig(**{**base, **kw})
+
+
+def step_records(state_dir: Path) -> list[dict]:
+    lines = (state_dir / "log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["event"] == "step"]
+
+
+# ---- data -------------------------------------------------------------------------------------------
+def test_index_holds_2d_images_and_object_slices(folder):
+    kinds = {it.z >= 0 for it in folder.items}
+    assert kinds == {True, False}
+    three_d = [it for it in folder.items if it.z >= 0][:3]
+    for it in three_d:
+        assert folder.read(it)[1].any(), it.key
+
+
+def test_cache_reads_back_the_same_arrays(folder, cache):
+    source = CacheSource(cache)
+    assert len(source.items) == 14 and any(it.z >= 0 for it in source.items)
+    for it in source.items:
+        (a, la), (b, lb) = folder.read(it), source.read(it)
+        assert la.dtype == lb.dtype == np.uint16
+        np.testing.assert_array_equal(la, lb)
+        np.testing.assert_array_equal(a, b)  # JPEG bytes are copied, not re-encoded
+    assert cache.stat().st_size < 5_000_000
+
+
+def test_subset_spreads_over_sources(folder):
+    chosen = select_subset(folder.items, 13)
+    assert len({it.source for it in chosen}) == 13
+    assert select_subset(folder.items, 13) == chosen  # seeded
+
+
+def test_balanced_order_shrinks_the_big_source():
+    items = [Item(f"k{i}", "kvasir") for i in range(800)] + [Item(f"d{i}", "drive") for i in range(20)]
+    assert BalancedOrder(items, 1.0).shares(items)["kvasir"] == pytest.approx(800 / 820)
+    assert BalancedOrder(items, 0.5).shares(items)["kvasir"] == pytest.approx(800 ** .5 / (800 ** .5 + 20 ** .5))
+    assert BalancedOrder(items, 0.0).shares(items)["kvasir"] == pytest.approx(0.5)
+    order = BalancedOrder(items, 0.5, seed=3)
+    np.testing.assert_array_equal(order.epoch(2), BalancedOrder(items, 0.5, seed=3).epoch(2))
+
+
+def test_ranks_split_each_step():
+    order = BalancedOrder([Item(str(i), "s") for i in range(10)], epoch_size=10)
+    one = [k for b in batch_keys(order, 0, 0, 4, 0, 1) for k in b]
+    two = [list(batch_keys(order, 0, 0, 2, r, 2)) for r in range(2)]
+    merged = [k for b0, b1 in zip(*two) for k in b0 + b1]
+    assert merged == one and len(one) == 8  # the partial last step is dropped
+
+
+def test_preprocess_matches_the_reference_pipeline():
+    pipeline = pytest.importorskip("repmedsam_export.pipeline")
+    with np.load(EVAL / "imgs" / "2DBox_US_BUSI_benign127.npz") as npz:
+        image = npz["imgs"]
+    expected, _ = pipeline.preprocess(image)
+    np.testing.assert_array_equal(preprocess(image), expected[0].numpy())
+
+
+def test_samples_box_mask_padding_and_determinism(cache):
+    source = CacheSource(cache)
+    narrow = [i for i, it in enumerate(source.items) if source.read(it)[0].shape[1] < 256]
+    assert narrow, "the subset should hold a volume narrower than 256 (BraTS 256x214 / MNI 256x216)"
+    samples = SegmentationSamples(source, source.items, Augment(flips=True, colour=True), seed=1)
+    for position, index in enumerate(narrow[:2] + [0, 1, 2]):
+        s = samples[(0, position, index)]
+        mask = s["mask"][0].numpy() > 0
+        assert mask.any()
+        ys, xs = np.nonzero(mask)
+        x0, y0, x1, y1 = s["box"].numpy()
+        assert 0 <= xs.min() - x0 <= 5 and 0 <= ys.min() - y0 <= 5
+        assert 0 <= x1 - xs.max() <= 5 and 0 <= y1 - ys.max() <= 5
+        h, w = source.read(source.items[index])[0].shape[:2]
+        assert not s["image"][:, h:, :].any() and not s["image"][:, :, w:].any()  # padding stays bottom/right
+        assert 0 <= float(s["image"].min()) and float(s["image"].max()) <= 1
+        again = samples[(0, position, index)]
+        assert torch.equal(again["image"], s["image"]) and torch.equal(again["box"], s["box"])
+
+
+# ---- losses -----------------------------------------------------------------------------------------
+def test_losses():
+    target = torch.zeros(2, 1, 8, 8)
+    target[:, :, 2:6, 2:6] = 1
+    perfect = (target * 2 - 1) * 20
+    assert float(dice_loss(perfect, target)) < 1e-4
+    assert torch.equal(achieved_iou(perfect, target), torch.ones(2, 1))
+    assert float(achieved_iou(-perfect, target)[0]) == 0
+    parts = segmentation_loss(perfect, torch.ones(2, 1), target)
+    assert float(parts["loss"]) < 1e-3 and float(parts["iou"]) == 0
+
+
+# ---- training ---------------------------------------------------------------------------------------
+def test_tiny_training_lowers_the_loss(tmp_path, folder):
+    one = build_cache(folder, tmp_path / "one.npz", [next(it for it in folder.items if it.source == "busi")])
+    cfg = tiny(tmp_path, one, batch_size=1, flips=False, box_shift=0, lr=3e-3, epoch_size=64, max_steps=10)
+    summary = Trainer(cfg).run()
+    assert summary["stopped"] == "max_steps" and summary["step"] == 10
+    losses = [r["loss"] for r in step_records(tmp_path / "state")]
+    assert all(math.isfinite(v) for v in losses)
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+def test_resume_continues_exactly(tmp_path, cache):
+    common = dict(epoch_size=3, seed=5, batch_size=1)  # 3 steps an epoch: the runs cross an epoch end
+    straight = Trainer(tiny(tmp_path / "a", cache, max_steps=4, **common))
+    straight.run()
+    Trainer(tiny(tmp_path / "b", cache, max_steps=2, **common)).run()
+    resumed = Trainer(tiny(tmp_path / "b", cache, max_steps=2, **common))
+    assert (resumed.epoch, resumed.consumed, resumed.step) == (0, 2, 2)
+    resumed.run()
+    a, b = step_records(tmp_path / "a" / "state"), step_records(tmp_path / "b" / "state")
+    assert [r["items"] for r in a] == [r["items"] for r in b]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    for (name, x), y in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert straight.sched.state_dict() == resumed.sched.state_dict()
+    with pytest.raises(UsageError, match="other seed"):
+        Trainer(tiny(tmp_path / "b", cache, epoch_size=3, seed=6, batch_size=1))
+
+
+def test_epoch_end_keeps_the_best_with_validation(tmp_path, cache):
+    pytest.importorskip("repmedsam_export.pipeline")
+    evals = tmp_path / "eval"
+    for sub in ("imgs", "gts"):
+        (evals / sub).mkdir(parents=True)
+        for name in ("2DBox_US_BUSI_benign127.npz", "3DBox_CT_medsam2recist_000015_01_01_081-093.npz"):
+            os.symlink(EVAL / sub / name, evals / sub / name)
+    summary = Trainer(tiny(tmp_path, cache, epoch_size=2, epochs=1, val=str(evals))).run()
+    assert summary["stopped"] == "done" and summary["epoch"] == 1
+    epoch = [json.loads(r) for r in (tmp_path / "state" / "log.jsonl").read_text().splitlines()][-2]
+    assert epoch["event"] == "epoch" and epoch["val"]["cases"] == 2 and "slice propagation" in epoch["val"]["method"]
+    assert 0 <= epoch["val"]["dsc"] <= 1 and epoch["val"]["nsd"] is not None
+    best = torch.load(tmp_path / "state" / "best.pth", weights_only=True)
+    assert best["score"] == epoch["val"]["dsc"]
+    build_model("tiny").load_state_dict(best["model"])
+
+
+def test_fallback_2d_segmentation_matches_the_reference(cache):
+    pipeline = pytest.importorskip("repmedsam_export.pipeline")
+    from repmedsam_export.train.validate import _segment_2d
+    from repmedsam_ov.io import load_case
+
+    model = build_model("tiny", seed=0).eval()
+    case = load_case(EVAL / "imgs" / "2DBox_Dermoscopy_PH2_IMD024.npz")
+    ours = _segment_2d(model, case.imgs, case.boxes, "cpu")
+    ref = pipeline.ReferencePipeline(model).segment_2d(case.imgs, case.boxes)
+    assert (ours == ref).mean() > 0.999
+
+
+def test_one_real_rep_medsam_step(tmp_path, cache):
+    summary = Trainer(tiny(tmp_path, cache, arch="rep_medsam", batch_size=1, max_steps=1, precision="f32")).run()
+    assert summary["step"] == 1
+    (record,) = step_records(tmp_path / "state")
+    assert all(math.isfinite(record[k]) for k in ("loss", "dice", "bce", "iou"))
+
+
+# ---- distillation -----------------------------------------------------------------------------------
+def test_distillation_end_to_end(tmp_path, cache, capsys):
+    teacher = build_tiny_teacher(out_chans=32)  # the tiny student's embedding width
+    ckpt = tmp_path / "teacher.pth"
+    torch.save({**{f"image_encoder.{k}": v for k, v in teacher.state_dict().items()},
+                "prompt_encoder.no_mask_embed.weight": torch.zeros(1, 32)}, ckpt)  # a whole-SAM layout
+    loaded = load_teacher(ckpt)
+    x = torch.rand(1, 3, 256, 256)
+    assert torch.equal(loaded.embed(x), teacher.embed(x))
+
+    emb = tmp_path / "emb"
+    assert main(["train", "embed-teacher", "-q", str(ckpt), "--data", str(cache), "--subset", "3",
+                 "-o", str(emb)]) == 0
+    store = EmbeddingStore(emb)
+    source = CacheSource(cache)
+    first = select_subset(source.items, 3)[0]
+    expected = teacher.embed(torch.from_numpy(preprocess(source.read(first)[0]))[None])[0].numpy()
+    np.testing.assert_allclose(store.get(first.key), expected, rtol=1e-2, atol=1e-3)
+
+    state = tmp_path / "distill"
+    before = build_model("tiny", seed=0).state_dict()
+    capsys.readouterr()
+    assert main(["train", "distill", "-q", "--data", str(cache), "--subset", "3", "--arch", "tiny", "--state",
+                 str(state), "--teacher-embeddings", str(emb), "-b", "1", "--epochs", "1", "--lr", "1e-3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["stopped"] == "done" and summary["step"] == 3
+    records = step_records(state)
+    assert all(math.isfinite(r["mse"]) for r in records)
+    after = torch.load(state / "best.pth", weights_only=True)["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("image_encoder."))
+    assert not torch.equal(before["image_encoder.neck.0.weight"], after["image_encoder.neck.0.weight"])
+
+
+def test_distill_without_embeddings_names_the_fix(tmp_path, cache):
+    with pytest.raises(InputError, match="embed-teacher"):
+        Trainer(tiny(tmp_path, cache, stage="distill", teacher_embeddings=str(tmp_path / "none")))
+
+
+def test_teacher_checkpoint_errors(tmp_path):
+    bad = tmp_path / "bad.pth"
+    torch.save({"image_encoder.foo": torch.zeros(1)}, bad)
+    with pytest.raises(ModelError, match="not a SAM-layout ViT"):
+        load_teacher(bad)
+
+
+# ---- state folder and CLI ---------------------------------------------------------------------------
+def test_state_folder_is_outside_the_repository(monkeypatch, tmp_path):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_state_dir("pipeline") == tmp_path / ".cache" / "repmedsam-ov" / "train" / "pipeline"
+    monkeypatch.undo()
+    path = TrainConfig(stage="finetune").state_dir().resolve()
+    assert REPO.resolve() not in path.parents and path.parts[-3:] == ("repmedsam-ov", "train", "finetune")
+
+
+def test_cli_stage_defaults():
+    from repmedsam_export.train.cli import config_from_args
+    from repmedsam_ov.cli import build_parser
+
+    args = build_parser().parse_args(["train", "finetune", "--data", "d", "--max-steps", "3", "--subset", "4"])
+    cfg = config_from_args(args)
+    assert (cfg.stage, cfg.colour_jitter, cfg.lr, cfg.max_steps, cfg.subset) == ("finetune", True, 1e-5, 3, 4)
+    cfg = config_from_args(build_parser().parse_args(["train", "pipeline", "--data", "d", "--no-flips"]))
+    assert (cfg.colour_jitter, cfg.flips, cfg.weight_decay, cfg.lr) == (False, False, 0.01, 5e-5)
+
+
+def test_cli_without_the_export_extra(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "repmedsam_export.train.cli", None)
+    assert main(["train", "pipeline", "--data", "x"]) == 1
+    assert "pip install 'repmedsam-ov[export]'" in capsys.readouterr().err
+
+
+def test_finetune_needs_a_starting_point(tmp_path, cache):
+    with pytest.raises(UsageError, match="--init"):
+        Trainer(tiny(tmp_path, cache, stage="finetune", state=str(tmp_path / "train" / "finetune")))
