@@ -1,6 +1,10 @@
 """Paths shared by all tests. `../shared` (golden outputs, spec, data) sits beside the repository."""
 
+import hashlib
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,12 +31,35 @@ def label_dices(segs, gold, n_labels: int) -> list[float]:
     return [dice(segs == i, gold == i) for i in range(1, n_labels + 1)]
 
 
-@pytest.fixture(scope="session")
-def golden_model_dir(tmp_path_factory):
-    """The golden checkpoint exported with f32 weights (in a subprocess: the test process stays torch-free)."""
-    import subprocess
-    import sys
+def _exporter_key() -> str:
+    """Changes when the checkpoint or the code of the export path changes, so a cached export is never stale."""
+    package = REPO / "export" / "repmedsam_export"
+    sources = [package / name for name in ("__init__.py", "checkpoint.py", "ir_wrappers.py", "to_ir.py")]
+    sources += sorted((package / "model").rglob("*.py"))
+    h = hashlib.sha256(GOLDEN_CKPT.read_bytes())
+    for path in sources:
+        h.update(str(path.relative_to(package)).encode())
+        h.update(path.read_bytes() if path.is_file() else b"missing")
+    return h.hexdigest()[:16]
 
-    out = tmp_path_factory.mktemp("golden_model") / "model"
-    subprocess.run([sys.executable, "-m", "repmedsam_export.to_ir", str(GOLDEN_CKPT), str(out)], check=True)
-    return out
+
+@pytest.fixture(scope="session")
+def golden_model_dir(request, tmp_path_factory) -> Path:
+    """The golden checkpoint exported with f32 weights by the project's exporter, cached in pytest's cache
+    folder between runs (keyed by checkpoint and exporter source). Exported in a subprocess: no torch here."""
+    cache = Path(request.config.cache.mkdir("repmedsam_golden_ir"))
+    key = _exporter_key()
+    model = cache / key
+    if not (model / "decoder.xml").is_file():
+        for old in cache.iterdir():
+            if old.name != key:
+                shutil.rmtree(old, ignore_errors=True)
+        staging = tmp_path_factory.mktemp("golden_export") / "model"
+        subprocess.run([sys.executable, "-m", "repmedsam_export.to_ir", str(GOLDEN_CKPT), str(staging)], check=True)
+        partial = cache / f".{key}.{os.getpid()}"
+        shutil.copytree(staging, partial)
+        try:
+            partial.rename(model)  # atomic: a concurrent session sees the whole folder or none
+        except OSError:  # another session got there first
+            shutil.rmtree(partial, ignore_errors=True)
+    return model

@@ -5,7 +5,8 @@ The user package: numpy, OpenCV and the C++ OpenVINO runtime only; it never impo
 
 from .errors import InputError, ModelError
 from .io import Case, load_case, save_segs
+from .segmenter import Segmenter
 
 __version__ = "0.1.0"
 
-__all__ = ["Case", "InputError", "ModelError", "load_case", "save_segs", "__version__"]
+__all__ = ["Case", "InputError", "ModelError", "Segmenter", "load_case", "save_segs", "__version__"]

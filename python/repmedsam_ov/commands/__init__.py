@@ -1,19 +1,6 @@
-"""Subcommands of `repmedsam-ov`. Each module has `register(subparsers)` that adds its parser and sets `func`."""
+"""Subcommands of `repmedsam-ov`. Each module has `register(subparsers)` that adds its parser and sets `func`;
+heavy imports (torch, OpenVINO) happen inside each command's `run`."""
 
-from importlib import import_module
+from . import bench, evaluate, export, infer, info, train
 
-_NAMES = ("infer", "export", "evaluate", "bench", "train", "info")
-
-
-def _registrars():
-    for name in _NAMES:
-        try:
-            module = import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"{__name__}.{name}":  # subcommand not part of this build yet
-                continue
-            raise
-        yield module.register
-
-
-COMMANDS = list(_registrars())
+COMMANDS = [infer.register, export.register, evaluate.register, bench.register, train.register, info.register]

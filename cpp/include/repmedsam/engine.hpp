@@ -1,0 +1,78 @@
+// repmedsam::Segmenter: Rep-MedSAM box-prompted segmentation of 2D images and 3D volumes on the CPU.
+//
+//   repmedsam::Options opts;                      // precision auto, all cores
+//   repmedsam::Segmenter seg("models/rep_medsam", opts);
+//   std::vector<uint8_t> labels(h * w);
+//   seg.segment_2d({image, h, w, 3}, boxes_xyxy, n, {labels.data(), false});
+//   seg.segment_3d({volume, d, h, w}, boxes_xyzxyz, n, {labels3d.data(), false});
+//
+// The model folder holds encoder.xml/.bin and decoder.xml/.bin (optionally encoder_int8.xml/.bin) with
+// rt_info "model_info" metadata; it is validated and compiled once. Calls on one Segmenter serialise (one
+// runs at a time, using all the threads it was given); they may come from any thread. The reference
+// semantics reproduced here are those of ARCHITECTURE.md §2.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "repmedsam/options.hpp"
+
+namespace repmedsam {
+
+// uint8 image, row-major h x w x channels (channels 1 = grey, 3 = RGB).
+struct ImageView {
+  const uint8_t* data;
+  int h, w, channels;
+};
+
+// uint8 volume, row-major d x h x w (slices along the first axis).
+struct VolumeView {
+  const uint8_t* data;
+  int d, h, w;
+};
+
+// Label output, same pixel layout as the input without channels; uint8 or (wide) uint16. Overwritten.
+struct LabelsView {
+  void* data;
+  bool wide;
+};
+
+// What a call did, for tests and benchmarks.
+struct Trace {
+  // Per object (row of boxes): every model-space box [x0, y0, x1, y1] handed to the decoder, in the
+  // reference's call order (3D: the upward walk from the middle slice, then the downward walk).
+  std::vector<std::vector<std::array<int, 4>>> decoder_boxes;
+  int encoder_runs = 0;    // slices (or images) encoded, re-encodes after eviction included
+  int decoder_calls = 0;   // decoder inferences (2D boxes are batched)
+};
+
+class Segmenter {
+ public:
+  // Opens and validates model_dir, compiles encoder and decoder for the CPU. Throws ModelError (folder
+  // unusable) or InvalidInput (bad options, e.g. bf16 on a CPU without bf16 support).
+  Segmenter(const std::string& model_dir, const Options& options);
+  ~Segmenter();
+  Segmenter(const Segmenter&) = delete;
+  Segmenter& operator=(const Segmenter&) = delete;
+
+  // boxes: n x 4 [x_min, y_min, x_max, y_max] pixel coordinates of the image (x to the right, y down),
+  // 0 <= min <= max <= w (or h). Label i+1 marks box i's mask; later boxes overwrite earlier ones.
+  void segment_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace = nullptr);
+
+  // boxes: n x 6 [x_min, y_min, z_min, x_max, y_max, z_max], x/y in pixels of a slice as above, z slice
+  // indices with 0 <= z_min <= z_max < d (z_max inclusive, integral).
+  void segment_3d(const VolumeView& volume, const double* boxes, int n, LabelsView labels, Trace* trace = nullptr);
+
+  // Facts for users and logs: model_dir, precision (resolved), threads, streams, and the model's rt_info.
+  std::map<std::string, std::string> describe() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace repmedsam

@@ -1,0 +1,44 @@
+// Slice embeddings of one 3D case, computed lazily, at most once while cached, shared between walks and
+// threads. Values are owned copies (never OpenVINO output buffers). Beyond `capacity` finished entries
+// the least recently used one is dropped; a later request encodes it again, with the same result.
+// Internal header.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "networks.hpp"
+
+namespace repmedsam::detail {
+
+class EmbeddingCache {
+ public:
+  using Compute = std::function<std::shared_ptr<const Embedding>()>;
+  explicit EmbeddingCache(size_t capacity);
+
+  // The embedding of slice z: cached, or computed by this thread with `compute`, or (when another thread
+  // is computing it) awaited. If a computation throws, waiters retry it themselves.
+  std::shared_ptr<const Embedding> get(int z, const Compute& compute);
+
+  int computed() const;  // encoder runs so far, re-encodes after eviction included
+
+ private:
+  struct Slot {
+    std::shared_ptr<const Embedding> value;
+    bool busy = false;
+    uint64_t used = 0;
+  };
+  void evict_locked();
+
+  size_t capacity_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::unordered_map<int, Slot> slots_;
+  uint64_t clock_ = 0;
+  int computed_ = 0;
+};
+
+}  // namespace repmedsam::detail

@@ -1,0 +1,78 @@
+// Segmenter::Impl, shared by segmenter.cpp (setup), image.cpp (2D) and volume.cpp (3D). Internal header.
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <openvino/runtime/core.hpp>
+
+#include "networks.hpp"
+#include "repmedsam/engine.hpp"
+
+namespace repmedsam {
+
+// A worker lane: one thread during a call, with its own infer requests and scratch memory. There is one
+// lane more than OpenVINO streams, so a lane's pre- and postprocessing overlaps the others' inference.
+struct Lane {
+  std::unique_ptr<detail::EncoderRequest> encoder;
+  std::unique_ptr<detail::DecoderRequest> decoder;
+  std::vector<uint8_t> scratch;
+};
+
+struct Segmenter::Impl {
+  Options options;
+  Precision precision = Precision::F32;  // resolved
+  int streams = 1;
+  std::string model_dir;
+  std::map<std::string, std::string> model_info;
+  ov::Core core;
+  ov::CompiledModel encoder, decoder;
+  std::vector<Lane> lanes;
+  std::mutex call_mutex;  // calls serialise: each already uses every lane and thread
+
+  // 2D encodes one image: with several streams that would leave threads idle, so 2D uses an encoder
+  // compiled for one stream with every thread, made on the first 2D call.
+  std::shared_ptr<ov::Model> encoder_model;
+  std::string encoder_path;
+  detail::CompileSettings settings;
+  bool compile_from_path = false;
+  ov::CompiledModel image_encoder_model;
+  std::unique_ptr<detail::EncoderRequest> image_encoder_request;
+  detail::EncoderRequest& image_encoder();
+
+  void run_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace);
+  void run_3d(const VolumeView& volume, const double* boxes, int n, LabelsView labels, Trace* trace);
+};
+
+namespace detail {
+
+// Runs fn(lane) on `count` threads (the caller's included) and rethrows the first exception after all
+// have stopped; on_error lets the others stop early (it must make their loops end).
+void run_workers(int count, const std::function<void(int)>& fn, const std::function<void()>& on_error);
+
+// Paints `label` where the upsampled logits are > 0, keeping the larger label where masks overlap: the
+// reference paints in box order with later boxes winning, and labels grow with the box order, so taking
+// the maximum gives the same image whatever order the masks arrive in.
+template <class L>
+void paint_max(const Upsampler& up, const float* logits, L label, L* out, std::mutex* row_locks, int lock_count) {
+  const Rect r = up.candidates(logits);
+  std::vector<uint8_t> row_mask(static_cast<size_t>(std::max(r.x1 - r.x0, 0)));
+  for (int y = r.y0; y < r.y1; ++y) {
+    bool any = false;
+    for (int x = r.x0; x < r.x1; ++x) any |= (row_mask[x - r.x0] = up.value(logits, y, x) > 0.0f);
+    if (!any) continue;
+    L* row = out + static_cast<size_t>(y) * up.w;
+    std::lock_guard<std::mutex> lock(row_locks[y % lock_count]);
+    for (int x = r.x0; x < r.x1; ++x)
+      if (row_mask[x - r.x0] && row[x] < label) row[x] = label;
+  }
+}
+
+// Checks shared by 2D and 3D: sizes that fit the index arithmetic, at most 65535 boxes.
+void check_label_count(int n, bool wide);
+
+}  // namespace detail
+}  // namespace repmedsam

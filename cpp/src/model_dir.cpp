@@ -1,0 +1,169 @@
+#include "model_dir.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <vector>
+
+#include "ov_guard.hpp"
+#include "repmedsam/errors.hpp"
+
+namespace fs = std::filesystem;
+
+namespace repmedsam::detail {
+namespace {
+
+constexpr const char* kModelType = "rep_medsam";
+constexpr const char* kFormatVersion = "1";
+constexpr const char* kExportHint = "Export a model folder with `repmedsam-ov export CHECKPOINT -o MODEL_DIR`.";
+
+std::string listing(const fs::path& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  if (names.empty()) return "the folder is empty";
+  std::string out = "found: ";
+  for (size_t i = 0; i < names.size() && i < 8; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > 8) out += ", ...";
+  return out;
+}
+
+void require_files(const fs::path& dir, const std::string& stem) {
+  for (const char* ext : {".xml", ".bin"}) {
+    const fs::path file = dir / (stem + ext);
+    if (!fs::is_regular_file(file))
+      throw ModelError(dir.string() + ": missing " + stem + ext + " (" + listing(dir) + "). A model folder holds " +
+                       "encoder.xml/.bin and decoder.xml/.bin. " + kExportHint);
+  }
+}
+
+std::map<std::string, std::string> read_info(const ov::Model& model, const std::string& file) {
+  static const char* keys[] = {"model_type", "format_version", "image_size", "embedding_shape",
+                               "weight_precision", "int8", "int8_accuracy_ok", "checkpoint_sha256",
+                               "exporter_version"};
+  std::map<std::string, std::string> info;
+  const bool any = guarded(file + ": cannot read its metadata", [&] { return model.has_rt_info("model_info"); });
+  if (!any)
+    throw ModelError(file + ": no 'model_info' metadata, so it is not a repmedsam-ov model. " + kExportHint);
+  for (const char* key : keys) {
+    const bool has = guarded(file + ": cannot read its metadata", [&] { return model.has_rt_info("model_info", key); });
+    if (!has) continue;
+    info[key] = guarded(file + ": model_info['" + std::string(key) + "'] is not text",
+                        [&] { return model.get_rt_info<std::string>("model_info", key); });
+  }
+  return info;
+}
+
+void expect_field(const std::map<std::string, std::string>& info, const std::string& file, const std::string& key,
+                  const std::string& expected, const std::string& hint) {
+  const auto it = info.find(key);
+  if (it == info.end())
+    throw ModelError(file + ": model_info lacks '" + key + "' (expected '" + expected + "'). " + hint);
+  if (it->second != expected)
+    throw ModelError(file + ": model_info " + key + " is '" + it->second + "', expected '" + expected + "'. " + hint);
+}
+
+void validate_info(const std::map<std::string, std::string>& info, const std::string& file) {
+  expect_field(info, file, "model_type", kModelType,
+               "This folder holds another kind of model; repmedsam-ov runs Rep-MedSAM folders only.");
+  expect_field(info, file, "format_version", kFormatVersion,
+               "This runtime reads model format 1; export the model again with this version of repmedsam-ov.");
+  expect_field(info, file, "image_size", "256", "Rep-MedSAM models take 256x256 inputs.");
+  expect_field(info, file, "embedding_shape", "256,64,64", "Rep-MedSAM embeddings are 256x64x64.");
+}
+
+std::string shape_text(const ov::PartialShape& s) { return s.to_string(); }
+
+// Each port: a tensor name the runtime uses and the shape it must be compatible with.
+void expect_port(const ov::Output<const ov::Node>* port, const std::string& file, const std::string& kind,
+                 const std::string& name, const ov::PartialShape& shape) {
+  if (!port) throw ModelError(file + ": no " + kind + " named '" + name + "'. " + kExportHint);
+  if (!port->get_partial_shape().compatible(shape))
+    throw ModelError(file + ": " + kind + " '" + name + "' has shape " + shape_text(port->get_partial_shape()) +
+                     ", expected " + shape_text(shape) + ". " + kExportHint);
+}
+
+const ov::Output<const ov::Node>* find_port(const std::vector<ov::Output<const ov::Node>>& ports,
+                                            const std::string& name) {
+  for (const auto& p : ports)
+    if (p.get_names().count(name)) return &p;
+  return nullptr;
+}
+
+void validate_ports(const std::shared_ptr<ov::Model>& model, const std::string& file, bool encoder) {
+  const std::shared_ptr<const ov::Model> m = model;
+  const auto inputs = m->inputs();
+  const auto outputs = m->outputs();
+  const ov::Dimension any = ov::Dimension::dynamic();
+  if (encoder) {
+    expect_port(find_port(inputs, "image"), file, "input", "image", {any, 3, 256, 256});
+    expect_port(find_port(outputs, "embedding"), file, "output", "embedding", {any, 256, 64, 64});
+    return;
+  }
+  expect_port(find_port(inputs, "embedding"), file, "input", "embedding", {1, 256, 64, 64});
+  expect_port(find_port(inputs, "boxes"), file, "input", "boxes", {any, 4});
+  const auto* logits = find_port(outputs, "low_res_logits");
+  if (!logits) throw ModelError(file + ": no output named 'low_res_logits'. " + kExportHint);
+  const auto& ls = logits->get_partial_shape();
+  if (!ls.compatible(ov::PartialShape{any, 256, 256}) && !ls.compatible(ov::PartialShape{any, 1, 256, 256}))
+    throw ModelError(file + ": output 'low_res_logits' has shape " + shape_text(ls) +
+                     ", expected [?,256,256] or [?,1,256,256]. " + kExportHint);
+  if (!find_port(outputs, "iou")) throw ModelError(file + ": no output named 'iou'. " + kExportHint);
+}
+
+std::shared_ptr<ov::Model> read(ov::Core& core, const fs::path& xml) {
+  return guarded(xml.string() + ": cannot be read as an OpenVINO IR", [&] { return core.read_model(xml.string()); });
+}
+
+}  // namespace
+
+bool has_int8_encoder(const std::string& dir) {
+  std::error_code ec;
+  return fs::is_regular_file(fs::path(dir) / "encoder_int8.xml", ec) &&
+         fs::is_regular_file(fs::path(dir) / "encoder_int8.bin", ec);
+}
+
+bool int8_encoder_recommended(ov::Core& core, const std::string& dir) {
+  if (!has_int8_encoder(dir)) return false;
+  // the exporter marks an int8 encoder that failed its accuracy bound; `auto` must not pick that one
+  const auto model = read(core, fs::path(dir) / "encoder_int8.xml");
+  const auto info = read_info(*model, (fs::path(dir) / "encoder_int8.xml").string());
+  const auto it = info.find("int8_accuracy_ok");
+  return it != info.end() && it->second == "true";
+}
+
+ModelFolder open_model_folder(ov::Core& core, const std::string& dir_name, bool int8) {
+  const fs::path dir(dir_name);
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) throw ModelError(dir_name + ": no such model folder. " + kExportHint);
+  if (!fs::is_directory(dir, ec))
+    throw ModelError(dir_name + ": is a file, expected a model folder with encoder.xml and decoder.xml. " + kExportHint);
+  const std::string encoder_stem = int8 ? "encoder_int8" : "encoder";
+  if (int8 && !has_int8_encoder(dir_name))
+    throw ModelError(dir_name + ": precision 'int8' needs encoder_int8.xml/.bin, which this folder lacks (" +
+                     listing(dir) + "). Export with `repmedsam-ov export --int8`, or choose precision 'f32'.");
+  require_files(dir, encoder_stem);
+  require_files(dir, "decoder");
+
+  ModelFolder f;
+  f.dir = dir_name;
+  f.encoder_path = (dir / (encoder_stem + ".xml")).string();
+  f.decoder_path = (dir / "decoder.xml").string();
+  f.encoder = read(core, f.encoder_path);
+  f.decoder = read(core, f.decoder_path);
+  f.info = read_info(*f.encoder, f.encoder_path);
+  const auto decoder_info = read_info(*f.decoder, f.decoder_path);
+  validate_info(f.info, f.encoder_path);
+  validate_info(decoder_info, f.decoder_path);
+  const auto a = f.info.find("checkpoint_sha256");
+  const auto b = decoder_info.find("checkpoint_sha256");
+  if (a != f.info.end() && b != decoder_info.end() && a->second != b->second)
+    throw ModelError(dir_name + ": " + encoder_stem + ".xml and decoder.xml come from different checkpoints (sha256 " +
+                     a->second.substr(0, 12) + "... and " + b->second.substr(0, 12) +
+                     "...). Export both again from one checkpoint.");
+  validate_ports(f.encoder, f.encoder_path, true);
+  validate_ports(f.decoder, f.decoder_path, false);
+  return f;
+}
+
+}  // namespace repmedsam::detail

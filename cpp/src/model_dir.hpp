@@ -1,0 +1,30 @@
+// Opening a model folder: files present, IR readable, rt_info "model_info" of the right model type and
+// format version, inputs and outputs as the runtime expects. Internal header.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+
+#include <openvino/core/model.hpp>
+#include <openvino/runtime/core.hpp>
+
+namespace repmedsam::detail {
+
+struct ModelFolder {
+  std::string dir;
+  std::string encoder_path;  // encoder.xml or encoder_int8.xml
+  std::string decoder_path;
+  std::shared_ptr<ov::Model> encoder, decoder;
+  std::map<std::string, std::string> info;  // the encoder's model_info
+};
+
+// True when dir holds encoder_int8.xml (and its .bin).
+bool has_int8_encoder(const std::string& dir);
+// An int8 encoder is present and its export measured it within the accuracy bound (rt_info int8_accuracy_ok).
+bool int8_encoder_recommended(ov::Core& core, const std::string& dir);
+
+// Reads and validates the folder; int8 selects encoder_int8.xml. Throws ModelError naming the file and
+// what is wrong or missing.
+ModelFolder open_model_folder(ov::Core& core, const std::string& dir, bool int8);
+
+}  // namespace repmedsam::detail

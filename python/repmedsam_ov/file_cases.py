@@ -1,0 +1,122 @@
+"""One medical file through the model: read, find its boxes, preprocess, reorient, segment, write back.
+
+`segment_volume_file` (NIfTI/NRRD/MetaImage/DICOM series) and `segment_image_file` (PNG/JPEG/TIFF) take a
+`segment` callable (a validated `io.Case` -> labels, any backend) and write the label map atomically in the
+input's geometry; nothing is written when anything fails. Imports numpy (SimpleITK and OpenCV through
+medical_io); never torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .boxes_file import BoxSpec, find_box_file, load_boxes
+from .errors import InputError
+from .intensity import choose_modality, to_model_image, to_model_volume
+from .io import Case, validate_boxes
+from .medical_io import read_image_2d, read_volume, split_ext, write_labels_2d, write_labels_3d
+from .orientation import Orientation
+from .overlay import write_overlays
+
+__all__ = ["FileOptions", "segment_image_file", "segment_volume_file"]
+
+log = logging.getLogger("repmedsam_ov")
+
+
+@dataclass(frozen=True)
+class FileOptions:
+    """boxes: --boxes (a file, a folder of `<stem>.boxes.json|csv`, or None: beside the image); box_space:
+    'voxel', 'world' or None (the box file's "space", else voxel); shared_boxes: one box file serves several
+    inputs, so it must name its image; modality and window (width, level) HU: intensity preprocessing;
+    overlay: folder for PNG overlays or None."""
+
+    boxes: Path | None = None
+    box_space: str | None = None
+    shared_boxes: bool = False
+    modality: str = "auto"
+    window: tuple[float, float] = (400.0, 40.0)
+    overlay: Path | None = None
+
+
+def _boxes_for(image: Path, columns: int, options: FileOptions) -> BoxSpec:
+    spec = load_boxes(find_box_file(image, options.boxes), image, columns)
+    if options.shared_boxes and not spec.names_image:
+        raise InputError(f"{spec.path}: serves several inputs but does not say which image it is for; give it an "
+                         "\"image\" entry (JSON) or an image column (CSV), or one box file per image.")
+    return spec
+
+
+def _checked(spec: BoxSpec, boxes: np.ndarray, shape: tuple, image: Path) -> np.ndarray:
+    try:
+        return validate_boxes(boxes, shape, where=f"{spec.path}: ")
+    except InputError as e:
+        raise InputError(f"{e} Is {spec.path.name} the box file for {image.name}?") from None
+
+
+def _space(spec: BoxSpec, options: FileOptions) -> str:
+    if options.box_space and spec.space and options.box_space != spec.space:
+        raise InputError(f"{spec.path}: says \"space\": \"{spec.space}\" but --box-space {options.box_space} was given.")
+    return options.box_space or spec.space or "voxel"
+
+
+def segment_image_file(path: Path, target: Path, segment, options: FileOptions) -> int:
+    """A 2D image -> label PNG/TIFF (H, W) at `target`. Returns the number of boxes."""
+    image = read_image_2d(path)
+    spec = _boxes_for(path, 4, options)
+    if _space(spec, options) == "world":
+        raise InputError(f"{spec.path}: world (mm) boxes need a volume with a geometry; 2D boxes are pixels.")
+    h, w = image.shape[:2]
+    if spec.size is not None and tuple(spec.size) != (w, h):
+        raise InputError(f"{spec.path}: boxes were drawn on a {list(spec.size)} image but {path.name} is [{w}, {h}] "
+                         "(W, H): is this the box file for another image?")
+    boxes = _checked(spec, spec.boxes, image.shape, path)
+    pixels = to_model_image(image)
+    if pixels.ndim == 2:  # grey is replicated to 3 channels, as the reference does
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    labels = segment(Case(path=path, imgs=pixels, boxes=boxes, spacing=None))
+    write_labels_2d(target, labels)
+    if options.overlay is not None:
+        write_overlays(options.overlay, split_ext(path)[0], pixels, labels, boxes)
+    return len(boxes)
+
+
+def segment_volume_file(path: Path, target: Path, segment, options: FileOptions) -> int:
+    """A volume file or DICOM series folder -> a label volume at `target` in its exact geometry. Returns the
+    number of boxes."""
+    volume = read_volume(path)
+    g = volume.geometry
+    spec = _boxes_for(path, 6, options)
+    if spec.size is not None and tuple(spec.size) != tuple(g.size):
+        raise InputError(f"{spec.path}: boxes were drawn on a {list(spec.size)} volume but {path.name} is "
+                         f"{list(g.size)} (i, j, k): is this the box file for another image?")
+    boxes = spec.boxes
+    if _space(spec, options) == "world":
+        boxes = g.world_boxes_to_index(boxes)
+    boxes = _checked(spec, boxes, volume.array.shape, path)
+    orientation = Orientation.from_direction(g.direction, g.size)
+    modality, why = choose_modality(options.modality, volume.array, volume.modality)
+    how = {"ct": "CT window %g,%g HU" % options.window, "none": "intensities as they are"}.get(
+        modality, f"{modality.upper()}: 0.5-99.5 percentile scaling")
+    log.info("%s: %s (%s)%s", path.name, how, why,
+             "" if orientation.is_identity else f"; axes reoriented to axial ({_axes_text(orientation)})")
+    pixels = orientation.to_model(to_model_volume(volume.array, modality, options.window))
+    model_boxes = orientation.boxes_to_model(boxes)
+    spacing = [0.0, 0.0, 0.0]
+    for a, w in enumerate(orientation.world_axis):
+        spacing[2 - w] = g.spacing[a]
+    labels = segment(Case(path=path, imgs=pixels, boxes=model_boxes, spacing=np.array(spacing)))
+    write_labels_3d(target, orientation.to_file(labels), volume)
+    if options.overlay is not None:
+        stem = path.name if path.is_dir() else split_ext(path)[0]
+        write_overlays(options.overlay, stem, pixels, labels, model_boxes)
+    return len(boxes)
+
+
+def _axes_text(orientation: Orientation) -> str:
+    names = ("LR", "PA", "SI")
+    return ", ".join(f"{'ijk'[a]}->{'-' if orientation.flip[a] else '+'}{names[w][0]}"
+                     for a, w in enumerate(orientation.world_axis))

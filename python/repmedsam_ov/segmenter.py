@@ -1,0 +1,178 @@
+"""`Segmenter`: Rep-MedSAM box-prompted segmentation of 2D images and 3D volumes, arrays in and out.
+
+A thin layer over the C++ runtime (`_core.Segmenter`, OpenVINO): it validates inputs with the same rules as
+the case loader (`io.validate_boxes`), so bad input is reported as `InputError` before it reaches C++, and
+it converts results. Imports numpy, and `_core` (OpenVINO) only when a Segmenter is built; never torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, ModelError
+from .io import Case, validate_boxes
+
+__all__ = ["Segmenter", "Trace", "bundled_model_dir"]
+
+_BUNDLED = Path(__file__).resolve().parent / "models" / "default"
+_MAX_BOXES = 65535  # labels are uint16 past 255 boxes
+_PRECISIONS = ("auto", "f32", "bf16", "int8")
+
+
+def bundled_model_dir() -> Path:
+    """The model folder shipped with the package; ModelError when this build has none."""
+    if (_BUNDLED / "encoder.xml").is_file() and (_BUNDLED / "decoder.xml").is_file():
+        return _BUNDLED
+    raise ModelError(
+        "no bundled model is installed in this build of repmedsam-ov; pass model=MODEL_DIR, a folder written by "
+        "`repmedsam-ov export CHECKPOINT -o MODEL_DIR`.")
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What one call handed to the networks (for tests and benchmarks).
+
+    decoder_boxes: per object (row of `boxes`), every model-space box `(x0, y0, x1, y1)` (ints, pixels of the
+        256x256 model input) given to the decoder, in the reference's call order; 3D: the upward walk from the
+        middle slice, then the downward walk.
+    encoder_runs: images or slices encoded (re-encodes after cache eviction included).
+    decoder_calls: decoder inferences (2D boxes are batched).
+    """
+
+    decoder_boxes: list[list[tuple[int, int, int, int]]]
+    encoder_runs: int
+    decoder_calls: int
+
+    def calls(self) -> list[list[int]]:
+        """All decoder boxes in call order, flattened: the layout of the golden `trace/*.json` files."""
+        return [list(box) for boxes in self.decoder_boxes for box in boxes]
+
+
+class Segmenter:
+    """Rep-MedSAM compiled once for this CPU; segment many images or volumes with box prompts.
+
+    Args:
+        model: model folder holding encoder.xml/.bin and decoder.xml/.bin (optionally encoder_int8.xml/.bin),
+            as written by `repmedsam-ov export`; None = the model bundled with the package.
+        precision: "auto" (bf16 on CPUs with AMX, else int8 when the folder has an int8 encoder that passed its
+            accuracy bound at export, else f32),
+            "f32" (matches the PyTorch reference), "bf16" or "int8".
+        threads: inference threads in total; None = all physical cores.
+        streams: inferences run in parallel (threads are split between them); None = 2 where there are two
+            threads or more (3D walks and 2D box chunks run side by side; a 2D image is encoded with all threads).
+        cache_dir: OpenVINO compiled-model cache folder, so a second process starts fast; None = no cache.
+        max_cached_slices: 3D embedding cache size in slices (4 MiB each). Evicted slices are encoded again
+            when needed, with identical results; the default keeps a 300x512x512 volume under 2 GB.
+
+    Raises ModelError for an unusable model folder and InputError for bad options.
+
+    Calls on one Segmenter serialise (one runs at a time, using all its threads); it may be shared between
+    Python threads, and the GIL is released while C++ works. Results do not depend on thread count.
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, precision: str = "auto", threads: int | None = None,
+                 *, streams: int | None = None, cache_dir: str | os.PathLike | None = None,
+                 max_cached_slices: int = 256) -> None:
+        if not isinstance(precision, str) or precision not in _PRECISIONS:
+            raise InputError(f"precision {precision!r} is not one of: {', '.join(_PRECISIONS)}.")
+        from . import _core  # loads OpenVINO: only when a Segmenter is built, not on `import repmedsam_ov`
+
+        model_dir = bundled_model_dir() if model is None else Path(model)
+        self._core = _core.Segmenter(
+            str(model_dir), precision=precision, threads=_count("threads", threads), streams=_count("streams", streams),
+            cache_dir="" if cache_dir is None else str(cache_dir), max_cached_slices=_count("max_cached_slices",
+                                                                                              max_cached_slices))
+        self.model_dir = model_dir
+
+    @property
+    def info(self) -> dict[str, str]:
+        """Model folder, resolved precision, threads, streams and the model's metadata (rt_info)."""
+        return dict(self._core.describe())
+
+    @property
+    def precision(self) -> str:
+        """The precision in use ("f32", "bf16" or "int8"), after resolving "auto"."""
+        return self._core.describe()["precision"]
+
+    def segment_2d(self, image: np.ndarray, boxes: np.ndarray, *, return_trace: bool = False):
+        """Segment one 2D image.
+
+        Args:
+            image: uint8 (H, W, 3) RGB or (H, W) grey, row-major pixels.
+            boxes: (N, 4) `[x_min, y_min, x_max, y_max]` in pixels of `image` (x = column, y = row), integer or
+                float, 0 <= min <= max <= W (or H).
+        Returns:
+            labels (H, W): 0 background, i + 1 where box i's mask is (later boxes overwrite earlier ones);
+            uint8, or uint16 past 255 boxes. With return_trace, `(labels, Trace)`.
+        """
+        image = _image(image, "image")
+        if image.ndim == 3 and image.shape[2] != 3 or image.ndim not in (2, 3):
+            raise InputError(f"image has shape {image.shape}, expected (H, W, 3) or (H, W) uint8.")
+        boxes = _boxes(boxes, image.shape, 4, "segment_2d", "(N, 4) [x_min, y_min, x_max, y_max]")
+        labels, trace = self._core.segment_2d(np.ascontiguousarray(image), np.ascontiguousarray(boxes, np.float64))
+        return (labels, _trace(trace)) if return_trace else labels
+
+    def segment_3d(self, volume: np.ndarray, boxes: np.ndarray, *, return_trace: bool = False):
+        """Segment one 3D volume slice by slice, propagating each object's mask from its middle slice.
+
+        Args:
+            volume: uint8 (D, H, W), slices along the first axis.
+            boxes: (N, 6) `[x_min, y_min, z_min, x_max, y_max, z_max]`: x/y in pixels of a slice as in
+                segment_2d (the object's box on its middle slice), z whole slice indices, z_max inclusive,
+                0 <= z_min <= z_max < D.
+        Returns:
+            labels (D, H, W): 0 background, i + 1 for object i (later objects overwrite earlier ones); uint8,
+            or uint16 past 255 boxes. With return_trace, `(labels, Trace)`.
+        """
+        volume = _image(volume, "volume")
+        if volume.ndim != 3:
+            raise InputError(f"volume has shape {volume.shape}, expected (D, H, W) uint8.")
+        boxes = _boxes(boxes, volume.shape, 6, "segment_3d", "(N, 6) [x_min, y_min, z_min, x_max, y_max, z_max]")
+        z = boxes[:, [2, 5]]
+        bad = np.flatnonzero(np.any(z != np.floor(z), axis=1))
+        if bad.size:
+            raise InputError(f"boxes[{bad[0]}] = {boxes[bad[0]].tolist()}: z_min and z_max must be whole slice indices.")
+        labels, trace = self._core.segment_3d(np.ascontiguousarray(volume), np.ascontiguousarray(boxes, np.float64))
+        return (labels, _trace(trace)) if return_trace else labels
+
+    def segment(self, case: Case) -> np.ndarray:
+        """Segment a validated case from `io.load_case`: 2D or 3D by the shape of its boxes."""
+        return self.segment_3d(case.imgs, case.boxes) if case.is_3d else self.segment_2d(case.imgs, case.boxes)
+
+
+def _count(name: str, value) -> int:
+    """A positive int option, or None for automatic (0 for C++)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be a positive integer or None, got {value!r}.")
+    return int(value)
+
+
+def _image(array, name: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise InputError(f"{name} has dtype {array.dtype}, expected uint8 (intensities 0..255).")
+    if 0 in array.shape:
+        raise InputError(f"{name} has shape {array.shape}: every dimension must be at least 1.")
+    return array
+
+
+def _boxes(boxes, shape: tuple, columns: int, method: str, layout: str) -> np.ndarray:
+    boxes = np.asarray(boxes)
+    if boxes.ndim == 2 and boxes.shape[1] in (4, 6) and boxes.shape[1] != columns:
+        other = "segment_3d" if columns == 4 else "segment_2d"
+        raise InputError(f"{method} takes boxes {layout}, got shape {boxes.shape}; use {other} for those.")
+    boxes = validate_boxes(boxes, shape)
+    if boxes.shape[0] > _MAX_BOXES:
+        raise InputError(f"{boxes.shape[0]} boxes: at most {_MAX_BOXES} fit the uint16 label map.")
+    return boxes
+
+
+def _trace(raw: dict) -> Trace:
+    return Trace(decoder_boxes=[[tuple(b) for b in obj] for obj in raw["decoder_boxes"]],
+                 encoder_runs=int(raw["encoder_runs"]), decoder_calls=int(raw["decoder_calls"]))
