@@ -17,45 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError, UsageError
 from .io import Case
 
-__all__ = ["ENGINES", "make_engine", "synthetic_volume", "run_bench", "Measurement", "peak_rss_during"]
-
-ENGINES = ("runtime-f32", "runtime-bf16", "runtime-int8", "ov-python", "ov-python-f32", "torch")
-
-
-def make_engine(name: str, model_dir: Path | None, checkpoint: str | None, threads: int | None):
-    """name -> a callable case -> segs."""
-    if name.startswith("runtime-"):
-        from .segmenter import Segmenter
-
-        return Segmenter(model_dir, precision=name.split("-", 1)[1], threads=threads).segment
-    if name.startswith("ov-python"):
-        from .baseline import OVPythonLoop
-        from .segmenter import bundled_model_dir
-
-        import openvino as ov
-
-        default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()
-        precision = "f32" if name.endswith("-f32") else default
-        return OVPythonLoop(model_dir or bundled_model_dir(), precision, threads).segment
-    if name == "torch":
-        if not checkpoint:
-            raise UsageError("the torch engine needs --checkpoint CKPT.pth (the same weights as the model folder).")
-        try:
-            import torch
-
-            from repmedsam_export import load_checkpoint
-            from repmedsam_export.pipeline import ReferencePipeline
-        except ImportError as e:
-            raise ModelError(f"the torch engine needs the export extra ({e.name} is missing): "
-                             "pip install 'repmedsam-ov[export]'") from None
-        if threads:
-            torch.set_num_threads(threads)
-        return ReferencePipeline(load_checkpoint(checkpoint)).segment
-    raise UsageError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}.")
-
+__all__ = ["synthetic_volume", "run_bench", "Measurement", "peak_rss_during"]
 
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:

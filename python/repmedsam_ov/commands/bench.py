@@ -55,7 +55,8 @@ def _work(case) -> tuple[int, int]:
 
 
 def run(args) -> int:
-    from ..bench import ENGINES, machine_facts, make_engine, run_bench, synthetic_volume
+    from ..bench import machine_facts, run_bench, synthetic_volume
+    from ..engines import ENGINES, make_engine
     from ..io import load_case
     from .infer import collect_cases
 

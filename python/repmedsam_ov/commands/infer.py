@@ -83,25 +83,12 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
 
 def make_backend(args):
     """A callable case -> segs for the chosen backend; raises ModelError with what to install or pass."""
-    threads = args.threads
-    if args.backend == "torch":
-        if not args.checkpoint:
-            raise UsageError("--backend torch needs --checkpoint CKPT.pth (an official or trained Rep-MedSAM checkpoint).")
-        try:
-            from repmedsam_export import load_checkpoint
-            from repmedsam_export.pipeline import ReferencePipeline
-        except ImportError as e:
-            raise ModelError(f"the torch backend needs the export extra ({e.name} is missing): "
-                             "pip install 'repmedsam-ov[export]'") from None
-        if threads:
-            import torch
-            torch.set_num_threads(threads)
-        return ReferencePipeline(load_checkpoint(args.checkpoint)).segment
-    try:
-        from ..segmenter import Segmenter
-    except ImportError as e:
-        raise ModelError(f"the C++ runtime is not available in this build ({e}); use --backend torch.") from None
-    return Segmenter(args.model, precision=args.precision, threads=threads).segment
+    from ..engines import make_engine
+
+    if args.backend == "torch" and not args.checkpoint:
+        raise UsageError("--backend torch needs --checkpoint CKPT.pth (an official or trained Rep-MedSAM checkpoint).")
+    name = "torch" if args.backend == "torch" else f"runtime-{args.precision}"
+    return make_engine(name, args.model and Path(args.model), args.checkpoint, args.threads)
 
 
 def _serialised(segment):
