@@ -27,6 +27,7 @@ from repmedsam_export.pipeline import box_to_model, preprocess
 from repmedsam_export.quantize import _masks
 from repmedsam_export.to_ir import export_model
 from repmedsam_ov.io import load_case
+from repmedsam_ov.metrics import label_agreement
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -52,15 +53,6 @@ def images_and_boxes(cases_dir: Path, max_boxes: int):
             yield f"{path.stem}#{i + 1}", case.imgs[z], b[None, [0, 1, 3, 4]]
 
 
-def mean_dice(a: np.ndarray, b: np.ndarray, n: int) -> float:
-    out = []
-    for i in range(1, n + 1):
-        x, y = a == i, b == i
-        total = x.sum() + y.sum()
-        out.append(1.0 if total == 0 else 2.0 * (x & y).sum() / total)
-    return float(np.mean(out))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=str(SHARED / "golden" / "rep_medsam_random.pth"))
@@ -68,6 +60,7 @@ def main() -> None:
     ap.add_argument("--model-dir", help="reuse an exported folder (with encoder_int8.xml) instead of exporting")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--max-boxes", type=int, default=32, help="first boxes of each 2D case (nuclei cases have ~1000)")
+    ap.add_argument("--max-samples", type=int, help="only the first N images/slices for the Dice comparison")
     ap.add_argument("--json", help="append JSON lines here")
     args = ap.parse_args()
 
@@ -80,15 +73,18 @@ def main() -> None:
 
     core = ov.Core()
     threads = os.cpu_count()
+    # int8 convolutions, the rest at the CPU's default precision (bf16 on AMX; f32 elsewhere, where bf16 is emulated)
+    default = core.get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()
     configs = {
         "f32": ("encoder.xml", "f32"),
         "bf16": ("encoder.xml", "bf16"),
-        "int8": ("encoder_int8.xml", "bf16"),  # int8 convolutions, the rest at the CPU's default bf16
+        "int8": ("encoder_int8.xml", default),
     }
     encoders = {k: core.compile_model(model_dir / f, "CPU", {"INFERENCE_PRECISION_HINT": p}) for k, (f, p) in configs.items()}
-    decoders = {p: core.compile_model(model_dir / "decoder.xml", "CPU", {"INFERENCE_PRECISION_HINT": p}) for p in ("f32", "bf16")}
+    decoders = {p: core.compile_model(model_dir / "decoder.xml", "CPU", {"INFERENCE_PRECISION_HINT": p})
+                for p in {"f32", "bf16", default}}
 
-    samples = list(images_and_boxes(Path(args.cases), args.max_boxes))
+    samples = list(images_and_boxes(Path(args.cases), args.max_boxes))[: args.max_samples]
     image = preprocess(samples[0][1])[0].numpy()
     embedding = encoders["f32"](image)[0]
     box = box_to_model(samples[0][2][0], samples[0][1].shape[:2])[None].astype(np.float32)
@@ -101,12 +97,14 @@ def main() -> None:
         dec = decoders[precision]
         dec_ms = median_ms(lambda: dec({"embedding": embedding, "boxes": box}), args.repeats)
         dec16_ms = median_ms(lambda: dec({"embedding": embedding, "boxes": boxes16}), max(3, args.repeats // 3)) / 16
-        dices = [mean_dice(reference[name], _masks(encoders[key], dec, img, bx)[1], len(bx)) for name, img, bx in samples]
+        dices = [float(np.mean(label_agreement(reference[name], _masks(encoders[key], dec, img, bx)[1], len(bx))))
+                 for name, img, bx in samples]
         rows.append({"precision": key, "encoder_ms": enc_ms, "decoder_ms_per_box": dec_ms,
                      "decoder_ms_per_box_batch16": dec16_ms, "dice_vs_f32_mean": float(np.mean(dices)),
                      "dice_vs_f32_min": float(np.min(dices)), "samples": len(dices)})
 
-    print(f"\nCPU {platform.processor() or platform.machine()}, {threads} threads, OpenVINO {ov.get_version()}, "
+    print(f"\nCPU {platform.processor() or platform.machine()} (default precision {default}), {threads} threads, "
+          f"OpenVINO {ov.get_version()}, "
           f"{len(samples)} eval images/slices, int8 calibrated on {report['samples_used']} samples")
     print(f"{'precision':<9} {'encoder ms':>10} {'dec ms/box':>10} {'dec ms/box@16':>13} {'Dice vs f32 mean':>16} {'min':>7}")
     for r in rows:

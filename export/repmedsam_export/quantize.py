@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from repmedsam_ov.errors import InputError, ModelError
 from repmedsam_ov.io import load_case
+from repmedsam_ov.metrics import label_agreement
 
 from .pipeline import box_to_model, preprocess
 
@@ -90,10 +91,7 @@ def _agreement(f32_encoder, int8_encoder, decoder, held) -> dict:
             e32, l32 = _masks(f32_encoder, decoder, image, boxes)
             e8, l8 = _masks(int8_encoder, decoder, image, boxes)
             cosines.append(float(np.dot(e32.ravel(), e8.ravel()) / (np.linalg.norm(e32) * np.linalg.norm(e8) + 1e-12)))
-            for i in range(1, len(boxes) + 1):
-                a, b = l32 == i, l8 == i
-                total = a.sum() + b.sum()
-                case_dices.append(1.0 if total == 0 else 2.0 * (a & b).sum() / total)
+            case_dices += label_agreement(l32, l8, len(boxes))
         if case_dices:
             dices[name] = float(np.mean(case_dices))
     values = list(dices.values())

@@ -55,6 +55,11 @@ def dsc(gt: np.ndarray, seg: np.ndarray) -> float:
     return 2 * int(np.count_nonzero(gt & seg)) / total if total else float("nan")
 
 
+def label_agreement(a: np.ndarray, b: np.ndarray, n_labels: int) -> list[float]:
+    """Per-label Dice of two label maps for labels 1..n_labels, 1.0 where both lack a label (engine agreement)."""
+    return [1.0 if np.isnan(d := dsc(a == i, b == i)) else d for i in range(1, n_labels + 1)]
+
+
 def nsd(gt: np.ndarray, seg: np.ndarray, spacing, tolerance_mm: float = TOLERANCE_MM) -> float:
     """Normalised surface Dice of two boolean (D, H, W) masks, as DeepMind's `compute_surface_dice_at_tolerance`.
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from ..metrics import label_agreement
 
 log = logging.getLogger("repmedsam_ov")
 
@@ -29,15 +30,6 @@ def register(sub) -> None:
     p.add_argument("-t", "--threads", type=int, metavar="N")
     p.add_argument("--json", metavar="FILE", help="append one JSON line per case and engine")
     p.set_defaults(func=run)
-
-
-def _dice(a: np.ndarray, b: np.ndarray, labels: int) -> float:
-    out = []
-    for i in range(1, labels + 1):
-        x, y = a == i, b == i
-        total = int(x.sum()) + int(y.sum())
-        out.append(1.0 if total == 0 else 2.0 * int((x & y).sum()) / total)
-    return float(np.mean(out))
 
 
 def _work(case) -> tuple[int, int]:
@@ -96,7 +88,7 @@ def run(args) -> int:
             m = by_key[(name, engine)]
             totals[engine] += m.seconds
             speedup = by_key[(name, "torch")].seconds / m.seconds if "torch" in engines else float("nan")
-            dice = _dice(m.segs, ref.segs, len(case.boxes))
+            dice = float(np.mean(label_agreement(m.segs, ref.segs, len(case.boxes))))
             row = {"case": name, "engine": engine, "seconds": m.seconds, "speedup_vs_torch": speedup,
                    "slices_per_s": slices / m.seconds, "ms_per_box": 1000 * m.seconds / boxes,
                    "peak_rss_mb": m.peak_rss_mb, "dice_vs_reference": dice, "reference": reference,
