@@ -54,9 +54,9 @@ class Measurement:
 
 
 def run_bench(engines: dict, cases: list[tuple[str, Case]], repeats: int = 1, progress=None) -> list[Measurement]:
-    """Warm every engine on the smallest case, then time each case on each engine (median of `repeats`)."""
+    """Warm every engine on the smallest (2D if any) case, then time each case on each engine (median of `repeats`)."""
     if cases:
-        warm = min(cases, key=lambda c: c[1].imgs.size)[1]
+        warm = min(cases, key=lambda c: (c[1].is_3d, c[1].imgs.size))[1]  # a 2D case when there is one
         for segment in engines.values():
             segment(warm)
     results = []
