@@ -1,0 +1,37 @@
+"""`repmedsam-ov bench`: engines side by side print one table and JSON lines; the synthetic scale case."""
+
+import json
+
+import numpy as np
+
+from repmedsam_ov.bench import synthetic_volume
+from repmedsam_ov.cli import main
+
+
+def test_bench_two_engines_agree(golden_model_dir, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    case = tmp_path / "2DBox_Test_tiny.npz"
+    np.savez(case, imgs=rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), boxes=np.array([[4, 4, 60, 50], [50, 30, 120, 90]]))
+    out = tmp_path / "bench.jsonl"
+    code = main(["bench", str(case), "--engines", "runtime-f32,ov-python-f32", "-m", str(golden_model_dir),
+                 "--json", str(out), "-q"])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "runtime-f32" in table and "ov-python-f32" in table and "TOTAL" in table
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["engine"] for r in rows] == ["runtime-f32", "ov-python-f32"]
+    assert rows[1]["reference"] == "runtime-f32" and rows[1]["dice_vs_reference"] >= 0.999
+    assert all(r["boxes"] == 2 and r["slices"] == 1 and r["peak_rss_mb"] > 0 and r["openvino"] for r in rows)
+
+
+def test_unknown_engine_is_a_usage_error(tmp_path, capsys):
+    assert main(["bench", "--synthetic", "--engines", "runtime-f32,fast"]) == 2
+    assert "unknown engine(s) fast" in capsys.readouterr().err
+
+
+def test_synthetic_volume_is_deterministic_and_boxed():
+    a, b = synthetic_volume(24, 64, 3, seed=5), synthetic_volume(24, 64, 3, seed=5)
+    assert np.array_equal(a.imgs, b.imgs) and np.array_equal(a.boxes, b.boxes)
+    assert a.imgs.shape == (24, 64, 64) and a.imgs.dtype == np.uint8 and a.boxes.shape == (3, 6)
+    for x0, y0, z0, x1, y1, z1 in a.boxes:
+        assert 0 <= x0 <= x1 < 64 and 0 <= y0 <= y1 < 64 and 0 <= z0 <= z1 < 24
