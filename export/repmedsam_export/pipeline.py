@@ -13,9 +13,10 @@ from repmedsam_ov import reference
 from repmedsam_ov.io import Case, segs_dtype
 from repmedsam_ov.reference import box_to_model, mask_to_box, propagation_walk
 
+from .checkpoint import load_checkpoint
 from .model import RepMedSAM
 
-__all__ = ["ReferencePipeline", "preprocess", "box_to_model", "mask_to_box"]
+__all__ = ["ReferencePipeline", "reference_segmenter", "preprocess", "box_to_model", "mask_to_box"]
 
 
 def preprocess(image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -92,3 +93,10 @@ class ReferencePipeline:
         if case.is_3d:
             return self.segment_3d(case.imgs, case.boxes)
         return self.segment_2d(case.imgs, case.boxes)
+
+
+def reference_segmenter(checkpoint, threads: int | None = None):
+    """The torch backend of `repmedsam-ov infer` and `bench`: a callable case -> labels for a checkpoint file."""
+    if threads:
+        torch.set_num_threads(threads)
+    return ReferencePipeline(load_checkpoint(checkpoint)).segment

@@ -31,14 +31,9 @@ def make_engine(name: str, model_dir: Path | None, checkpoint: str | None, threa
         if not checkpoint:
             raise UsageError("the torch engine needs --checkpoint CKPT.pth (the same weights as the model folder).")
         try:
-            import torch
-
-            from repmedsam_export import load_checkpoint
-            from repmedsam_export.pipeline import ReferencePipeline
+            from repmedsam_export.pipeline import reference_segmenter
         except ImportError as e:
             raise ModelError(f"the torch engine needs the export extra ({e.name} is missing): "
                              "pip install 'repmedsam-ov[export]'") from None
-        if threads:
-            torch.set_num_threads(threads)
-        return ReferencePipeline(load_checkpoint(checkpoint)).segment
+        return reference_segmenter(checkpoint, threads)
     raise UsageError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}.")
