@@ -189,8 +189,8 @@ def run(args) -> int:
         with lock:
             counts["done"] += 1
             n = sum(counts.values()) + len(failed)
-        log.info("[%d/%d] %s: %d boxes, %.1f s -> %s", n, len(cases), path.name, n_boxes,
-                 time.perf_counter() - start, target)
+        log.info("[%d/%d] %s: %d box%s, %.1f s -> %s", n, len(cases), path.name, n_boxes,
+                 "" if n_boxes == 1 else "es", time.perf_counter() - start, target)
 
     if workers == 1:
         for path, target in zip(cases, targets):
