@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
+from repmedsam_ov.reference import box_to_model, mask_to_box, propagation_walk
 from tests.conftest import GOLDEN
 
 TOY_INFO = {
@@ -74,29 +74,10 @@ def toy_logits(box: list[int]) -> np.ndarray:
     return (inside + TOY_OFFSET).astype(np.float32)
 
 
-def reference_resize(image: np.ndarray) -> np.ndarray:
-    """The reference's resize_longest_side (cv2 INTER_AREA)."""
-    h, w = image.shape[:2]
-    scale = 256 * 1.0 / max(h, w)
-    return cv2.resize(image, (int(w * scale + 0.5), int(h * scale + 0.5)), interpolation=cv2.INTER_AREA)
-
-
-def reference_box(box, hw) -> list[int]:
-    ratio = 256 / max(hw)
-    return [int(v * ratio) for v in box]
-
-
-def reference_mask_box(seg: np.ndarray) -> list[int]:
-    """The reference's get_bbox256 on the padded resized mask."""
-    ys, xs = np.nonzero(seg)
-    return [max(0, int(xs.min()) - 3), max(0, int(ys.min()) - 3), min(256, int(xs.max()) + 3),
-            min(256, int(ys.max()) + 3)]
-
-
 def toy_reference_3d(volume: np.ndarray, boxes: np.ndarray):
     """The published 3D loop (ARCHITECTURE.md §2) with the toy decoder: (labels, per-object decoder boxes).
 
-    Written like the reference script (per-object uint8 temp volume holding the label value, cv2 resize of
+    Built from `repmedsam_ov.reference` (per-object uint8 temp volume holding the label value, cv2 resize of
     the previous slice, bounding box + 3); the mask upsampling uses `_core.upsample`, which
     test_preprocess_parity checks against torch."""
     from repmedsam_ov import _core
@@ -108,16 +89,13 @@ def toy_reference_3d(volume: np.ndarray, boxes: np.ndarray):
     for idx, b in enumerate(boxes, start=1):
         temp = np.zeros(volume.shape, np.uint8)
         x0, y0, z0, x1, y1, z1 = (int(v) for v in b)
-        z_mid = int((z1 - z0) / 2 + z0)
-        mid = reference_box([x0, y0, x1, y1], (h, w))
+        mid = box_to_model([x0, y0, x1, y1], (h, w)).tolist()
+        z_mid, walk = propagation_walk(z0, z1, d)
         calls = []
-        for z, prev in [(z, z - 1) for z in range(z_mid, min(z1 + 1, d))] + \
-                       [(z, z + 1) for z in range(z_mid - 1, max(-1, z0 - 1), -1)]:
+        for z, prev in walk:
             box = mid
-            if z != z_mid:
-                small = reference_resize(temp[prev])
-                if small.max() > 0:
-                    box = reference_mask_box(small)
+            if z != z_mid and (from_mask := mask_to_box(temp[prev])) is not None:
+                box = from_mask.tolist()
             calls.append(box)
             _, mask = _core.upsample(toy_logits(box), new_h, new_w, h, w)
             temp[z, mask] = min(idx, 255)

@@ -14,7 +14,9 @@ import pytest
 
 from repmedsam_ov import InputError, ModelError, Segmenter, _core
 
-from .conftest import TOY_INFO, build_toy_model, reference_box, toy_logits, toy_reference_3d
+from repmedsam_ov.reference import box_to_model
+
+from .conftest import TOY_INFO, build_toy_model, toy_logits, toy_reference_3d
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def _toy_reference_2d(shape, boxes) -> np.ndarray:
     new_h, new_w = _core.resized_extent(h, w)
     segs = np.zeros((h, w), np.uint16 if len(boxes) > 255 else np.uint8)
     for i, box in enumerate(boxes, start=1):
-        segs[_core.upsample(toy_logits(reference_box(box, (h, w))), new_h, new_w, h, w)[1]] = i
+        segs[_core.upsample(toy_logits(box_to_model(box, (h, w)).tolist()), new_h, new_w, h, w)[1]] = i
     return segs
 
 
@@ -50,7 +52,7 @@ def test_segment_2d_matches_reference_loop(toy):
     labels, trace = toy.segment_2d(image, boxes, return_trace=True)
     assert labels.dtype == np.uint8 and labels.shape == (300, 517)
     assert np.array_equal(labels, _toy_reference_2d(image.shape, boxes))
-    assert trace.calls() == [reference_box(b, (300, 517)) for b in boxes]
+    assert trace.calls() == [box_to_model(b, (300, 517)).tolist() for b in boxes]
     assert trace.encoder_runs == 1
 
 
@@ -100,7 +102,7 @@ def test_single_slice_objects_and_volume_edges(toy):
     assert np.array_equal(labels, expected)
     assert [[list(b) for b in obj] for obj in trace.decoder_boxes] == expected_trace
     assert [len(obj) for obj in trace.decoder_boxes] == [1, 1, 9, 1]
-    assert trace.decoder_boxes[0] == [tuple(reference_box([10, 10, 40, 40], (64, 80)))]
+    assert trace.decoder_boxes[0] == [tuple(box_to_model([10, 10, 40, 40], (64, 80)).tolist())]
 
 
 def test_one_segmenter_shared_by_threads(toy):
