@@ -37,6 +37,14 @@ py::dict trace_dict(const Trace& t) {
   d["decoder_boxes"] = boxes;
   d["encoder_runs"] = t.encoder_runs;
   d["decoder_calls"] = t.decoder_calls;
+  py::dict seconds;
+  seconds["preprocess"] = t.preprocess_seconds;
+  seconds["encoder"] = t.encoder_seconds;
+  seconds["prompt"] = t.prompt_seconds;
+  seconds["decoder"] = t.decoder_seconds;
+  seconds["postprocess"] = t.postprocess_seconds;
+  seconds["wall"] = t.wall_seconds;
+  d["seconds"] = seconds;
   return d;
 }
 

@@ -1,5 +1,7 @@
 // Segmenter::Impl, shared by segmenter.cpp (setup), image.cpp (2D) and volume.cpp (3D). Internal header.
 #pragma once
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -70,6 +72,30 @@ void paint_max(const Upsampler& up, const float* logits, L label, L* out, std::m
       if (row_mask[x - r.x0] && row[x] < label) row[x] = label;
   }
 }
+
+// Per-stage time summed over threads, for Trace. Each lane adds to its own stage counters.
+class StageClock {
+ public:
+  enum Stage { kPreprocess, kEncoder, kPrompt, kDecoder, kPostprocess, kStages };
+  StageClock() : start_(std::chrono::steady_clock::now()) {}
+
+  // Runs fn() and adds its duration to `stage`; returns what fn returns.
+  template <class Fn>
+  auto time(Stage stage, Fn&& fn) {
+    const auto t0 = std::chrono::steady_clock::now();
+    struct Add {
+      std::atomic<int64_t>& total;
+      std::chrono::steady_clock::time_point t0;
+      ~Add() { total += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count(); }
+    } add{nanos_[stage], t0};
+    return fn();
+  }
+  void report(Trace& trace) const;
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+  std::atomic<int64_t> nanos_[kStages] = {};
+};
 
 // Checks shared by 2D and 3D: sizes that fit the index arithmetic, at most 65535 boxes.
 void check_label_count(int n, bool wide);

@@ -38,9 +38,12 @@ template <class L>
 void segment(Segmenter::Impl& s, const ImageView& im, const double* boxes, int n, L* labels, Trace* trace) {
   const size_t pixels = static_cast<size_t>(im.h) * im.w;
   std::memset(labels, 0, pixels * sizeof(L));
+  detail::StageClock clock;
   detail::EncoderRequest& encoder = s.image_encoder();
-  const Extent extent = preprocess_image(im.data, im.h, im.w, im.channels, encoder.input(), s.lanes.front().scratch);
-  const std::shared_ptr<const detail::Embedding> embedding = encoder.run();
+  const Extent extent = clock.time(detail::StageClock::kPreprocess, [&] {
+    return preprocess_image(im.data, im.h, im.w, im.channels, encoder.input(), s.lanes.front().scratch);
+  });
+  const auto embedding = clock.time(detail::StageClock::kEncoder, [&] { return encoder.run(); });
   const Upsampler up(extent, im.h, im.w);
 
   std::vector<Box> model_boxes(static_cast<size_t>(n));
@@ -59,9 +62,11 @@ void segment(Segmenter::Impl& s, const ImageView& im, const double* boxes, int n
     Lane& lane = s.lanes[lane_index];
     for (int c; !stop && (c = next++) < chunks;) {
       const int begin = c * batch, k = std::min(n - begin, batch);
-      lane.decoder->run(embedding->data(), &model_boxes[begin], k);
-      for (int j = 0; j < k; ++j)
-        detail::paint_max(up, lane.decoder->logits(j), static_cast<L>(begin + j + 1), labels, row_locks, kLocks);
+      clock.time(detail::StageClock::kDecoder, [&] { lane.decoder->run(embedding->data(), &model_boxes[begin], k); });
+      clock.time(detail::StageClock::kPostprocess, [&] {
+        for (int j = 0; j < k; ++j)
+          detail::paint_max(up, lane.decoder->logits(j), static_cast<L>(begin + j + 1), labels, row_locks, kLocks);
+      });
     }
   }, [&] { stop = true; });
 
@@ -70,6 +75,7 @@ void segment(Segmenter::Impl& s, const ImageView& im, const double* boxes, int n
     for (int i = 0; i < n; ++i) trace->decoder_boxes[i] = {model_boxes[i]};
     trace->encoder_runs = 1;
     trace->decoder_calls = chunks;
+    clock.report(*trace);
   }
 }
 

@@ -175,6 +175,16 @@ void run_workers(int count, const std::function<void(int)>& fn, const std::funct
   if (first) std::rethrow_exception(first);
 }
 
+void StageClock::report(Trace& trace) const {
+  auto seconds = [](int64_t nanos) { return static_cast<double>(nanos) * 1e-9; };
+  trace.preprocess_seconds = seconds(nanos_[kPreprocess]);
+  trace.encoder_seconds = seconds(nanos_[kEncoder]);
+  trace.prompt_seconds = seconds(nanos_[kPrompt]);
+  trace.decoder_seconds = seconds(nanos_[kDecoder]);
+  trace.postprocess_seconds = seconds(nanos_[kPostprocess]);
+  trace.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
 void check_label_count(int n, bool wide) {
   if (n < 1) throw InvalidInput("boxes is empty: give at least one box.");
   if (n > 65535) throw InvalidInput("at most 65535 boxes fit the uint16 label map, got " + std::to_string(n) + ".");

@@ -149,6 +149,7 @@ void segment(Segmenter::Impl& s, const VolumeView& v, const double* boxes, int n
   }
   StepQueue queue(upward, walk_count);
 
+  detail::StageClock clock;
   detail::EmbeddingCache cache(static_cast<size_t>(s.options.max_cached_slices));
   std::unique_ptr<std::mutex[]> slice_locks(new std::mutex[static_cast<size_t>(v.d)]);
   std::atomic<int> decoder_calls{0};
@@ -163,23 +164,27 @@ void segment(Segmenter::Impl& s, const VolumeView& v, const double* boxes, int n
       const uint8_t value = static_cast<uint8_t>(std::min(walk->object + 1, 255));  // the temp volume is uint8
       if (walk->mask.empty()) walk->mask.assign(slice_size, 0);
       const auto embedding = cache.get(z, [&] {
-        preprocess_image(v.data + slice_size * z, v.h, v.w, 1, lane.encoder->input(), lane.scratch);
-        return lane.encoder->run();
+        clock.time(detail::StageClock::kPreprocess, [&] {
+          preprocess_image(v.data + slice_size * z, v.h, v.w, 1, lane.encoder->input(), lane.scratch);
+        });
+        return clock.time(detail::StageClock::kEncoder, [&] { return lane.encoder->run(); });
       });
       Box box = walk->mid_box;
       const bool middle = walk->dir > 0 && walk->boxes.empty();
       if (!middle && !walk->rect.empty()) {
         Box from_mask;
-        if (box_from_mask(walk->mask.data(), v.h, v.w, from_mask, prompt_scratch)) box = from_mask;
+        if (clock.time(detail::StageClock::kPrompt,
+                       [&] { return box_from_mask(walk->mask.data(), v.h, v.w, from_mask, prompt_scratch); }))
+          box = from_mask;
       }
       walk->boxes.push_back(box);
-      lane.decoder->run(embedding->data(), &box, 1);
+      clock.time(detail::StageClock::kDecoder, [&] { lane.decoder->run(embedding->data(), &box, 1); });
       ++decoder_calls;
-      render(up, lane.decoder->logits(0), value, walk->mask, walk->rect);
-      {
+      clock.time(detail::StageClock::kPostprocess, [&] {
+        render(up, lane.decoder->logits(0), value, walk->mask, walk->rect);
         std::lock_guard<std::mutex> lock(slice_locks[z]);
         paint_slice(walk->mask, walk->rect, v.w, label, labels + slice_size * z);
-      }
+      });
       if (middle && walk->then) {  // the downward walk starts from this slice's mask
         walk->then->mask = walk->mask;
         walk->then->rect = walk->rect;
@@ -204,6 +209,7 @@ void segment(Segmenter::Impl& s, const VolumeView& v, const double* boxes, int n
     }
     trace->encoder_runs = cache.computed();
     trace->decoder_calls = decoder_calls;
+    clock.report(*trace);
   }
 }
 

@@ -29,7 +29,7 @@ __all__ = ["export_model", "convert_encoder", "convert_decoder", "model_info", "
 
 MODEL_TYPE = "rep_medsam"
 FORMAT_VERSION = "1"
-EXPORTER_VERSION = "0.1.0"
+EXPORTER_VERSION = "0.2.0"  # 0.2: token-major decoder upscaling, box-independent attention once per call
 log = logging.getLogger("repmedsam_ov")
 
 

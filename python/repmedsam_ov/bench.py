@@ -51,6 +51,7 @@ class Measurement:
     seconds: float
     peak_rss_mb: float
     segs: np.ndarray = field(repr=False)
+    stage_seconds: dict = field(default_factory=dict)  # engines that report them (the C++ runtime): last run
 
 
 def run_bench(engines: dict, cases: list[tuple[str, Case]], repeats: int = 1, progress=None) -> list[Measurement]:
@@ -68,7 +69,8 @@ def run_bench(engines: dict, cases: list[tuple[str, Case]], repeats: int = 1, pr
                 segs, rss = peak_rss_during(lambda: segment(case))
                 times.append(time.perf_counter() - start)
                 peak = max(peak, rss)
-            results.append(Measurement(engine, name, float(np.median(times)), peak / 2**20, segs))
+            stages = dict(getattr(segment, "stage_seconds", {}))
+            results.append(Measurement(engine, name, float(np.median(times)), peak / 2**20, segs, stages))
             if progress:
                 progress(f"{name} {engine}: {results[-1].seconds:.2f} s")
     return results

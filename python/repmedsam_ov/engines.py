@@ -7,9 +7,22 @@ from pathlib import Path
 
 from .errors import ModelError, UsageError
 
-__all__ = ["ENGINES", "make_engine"]
+__all__ = ["ENGINES", "RuntimeEngine", "make_engine"]
 
 ENGINES = ("runtime-f32", "runtime-bf16", "runtime-int8", "ov-python", "ov-python-f32", "torch")
+
+
+class RuntimeEngine:
+    """The C++ runtime as an engine; keeps the last call's stage times (`Trace.seconds`) for profiles."""
+
+    def __init__(self, segmenter) -> None:
+        self.segmenter = segmenter
+        self.stage_seconds: dict[str, float] = {}
+
+    def __call__(self, case):
+        labels, trace = self.segmenter.segment(case, return_trace=True)
+        self.stage_seconds = trace.seconds
+        return labels
 
 
 def make_engine(name: str, model_dir: Path | None, checkpoint: str | None, threads: int | None):
@@ -17,7 +30,7 @@ def make_engine(name: str, model_dir: Path | None, checkpoint: str | None, threa
     if name.startswith("runtime-"):
         from .segmenter import Segmenter
 
-        return Segmenter(model_dir, precision=name.split("-", 1)[1], threads=threads).segment
+        return RuntimeEngine(Segmenter(model_dir, precision=name.split("-", 1)[1], threads=threads))
     if name.startswith("ov-python"):
         from .baseline import OVPythonLoop
         from .segmenter import bundled_model_dir

@@ -8,7 +8,7 @@ it converts results. Imports numpy, and `_core` (OpenVINO) only when a Segmenter
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +41,15 @@ class Trace:
         middle slice, then the downward walk.
     encoder_runs: images or slices encoded (re-encodes after cache eviction included).
     decoder_calls: decoder inferences (2D boxes are batched).
+    seconds: where the time went: "preprocess", "encoder", "prompt" (3D next-slice boxes), "decoder" and
+        "postprocess" (upsampling and painting masks), each summed over worker threads (they overlap, so the
+        sum may exceed "wall", the call's elapsed time).
     """
 
     decoder_boxes: list[list[tuple[int, int, int, int]]]
     encoder_runs: int
     decoder_calls: int
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def calls(self) -> list[list[int]]:
         """All decoder boxes in call order, flattened: the layout of the golden `trace/*.json` files."""
@@ -139,9 +143,10 @@ class Segmenter:
         labels, trace = self._core.segment_3d(np.ascontiguousarray(volume), np.ascontiguousarray(boxes, np.float64))
         return (labels, _trace(trace)) if return_trace else labels
 
-    def segment(self, case: Case) -> np.ndarray:
+    def segment(self, case: Case, *, return_trace: bool = False):
         """Segment a validated case from `io.load_case`: 2D or 3D by the shape of its boxes."""
-        return self.segment_3d(case.imgs, case.boxes) if case.is_3d else self.segment_2d(case.imgs, case.boxes)
+        method = self.segment_3d if case.is_3d else self.segment_2d
+        return method(case.imgs, case.boxes, return_trace=return_trace)
 
 
 def _count(name: str, value) -> int:
@@ -175,4 +180,5 @@ def _boxes(boxes, shape: tuple, columns: int, method: str, layout: str) -> np.nd
 
 def _trace(raw: dict) -> Trace:
     return Trace(decoder_boxes=[[tuple(b) for b in obj] for obj in raw["decoder_boxes"]],
-                 encoder_runs=int(raw["encoder_runs"]), decoder_calls=int(raw["decoder_calls"]))
+                 encoder_runs=int(raw["encoder_runs"]), decoder_calls=int(raw["decoder_calls"]),
+                 seconds=dict(raw["seconds"]))

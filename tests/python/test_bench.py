@@ -14,7 +14,7 @@ def test_bench_two_engines_agree(golden_model_dir, tmp_path, capsys):
     np.savez(case, imgs=rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), boxes=np.array([[4, 4, 60, 50], [50, 30, 120, 90]]))
     out = tmp_path / "bench.jsonl"
     code = main(["bench", str(case), "--engines", "runtime-f32,ov-python-f32", "-m", str(golden_model_dir),
-                 "--json", str(out), "-q"])
+                 "--json", str(out), "--profile", "-q"])
     assert code == 0
     table = capsys.readouterr().out
     assert "runtime-f32" in table and "ov-python-f32" in table and "TOTAL" in table
@@ -22,6 +22,11 @@ def test_bench_two_engines_agree(golden_model_dir, tmp_path, capsys):
     assert [r["engine"] for r in rows] == ["runtime-f32", "ov-python-f32"]
     assert rows[1]["reference"] == "runtime-f32" and rows[1]["dice_vs_reference"] >= 0.999
     assert all(r["boxes"] == 2 and r["slices"] == 1 and r["peak_rss_mb"] > 0 and r["openvino"] for r in rows)
+    # the runtime reports where its time went; the Python loop does not
+    stages = rows[0]["stage_seconds"]
+    assert stages["encoder"] > 0 and stages["decoder"] > 0 and 0 < stages["wall"] <= rows[0]["seconds"]
+    assert rows[1]["stage_seconds"] == {}
+    assert "where the runtime's time went" in table
 
 
 def test_unknown_engine_is_a_usage_error(tmp_path, capsys):

@@ -105,6 +105,17 @@ def test_single_slice_objects_and_volume_edges(toy):
     assert trace.decoder_boxes[0] == [tuple(box_to_model([10, 10, 40, 40], (64, 80)).tolist())]
 
 
+def test_trace_reports_where_the_time_went(toy):
+    volume = np.random.default_rng(5).integers(0, 256, (6, 40, 50), dtype=np.uint8)
+    _, trace3d = toy.segment_3d(volume, np.array([[5, 5, 0, 40, 30, 5]]), return_trace=True)
+    _, trace2d = toy.segment_2d(volume[0], np.array([[5, 5, 40, 30]]), return_trace=True)
+    stages = {"preprocess", "encoder", "prompt", "decoder", "postprocess", "wall"}
+    for trace in (trace3d, trace2d):
+        assert set(trace.seconds) == stages and min(trace.seconds.values()) >= 0
+        assert trace.seconds["encoder"] > 0 and trace.seconds["decoder"] > 0 and trace.seconds["wall"] > 0
+    assert trace3d.seconds["prompt"] > 0 and trace2d.seconds["prompt"] == 0  # only 3D walks derive prompts
+
+
 def test_one_segmenter_shared_by_threads(toy):
     rng = np.random.default_rng(4)
     cases = []

@@ -47,6 +47,11 @@ struct Trace {
   std::vector<std::vector<std::array<int, 4>>> decoder_boxes;
   int encoder_runs = 0;    // slices (or images) encoded, re-encodes after eviction included
   int decoder_calls = 0;   // decoder inferences (2D boxes are batched)
+  // Where the time went, in seconds summed over the worker threads (stages of different threads overlap,
+  // so the sum can exceed wall_seconds): image resize + normalisation, encoder inference, the 3D walk's
+  // next-slice prompt, decoder inference, and upsampling + painting the masks.
+  double preprocess_seconds = 0, encoder_seconds = 0, prompt_seconds = 0, decoder_seconds = 0,
+         postprocess_seconds = 0, wall_seconds = 0;
 };
 
 class Segmenter {

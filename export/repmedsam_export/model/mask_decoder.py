@@ -40,22 +40,24 @@ class MaskDecoder(nn.Module):
         return masks[:, sl], iou_pred[:, sl]
 
     def predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings):
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        output_tokens = output_tokens.unsqueeze(0).expand(sparse_prompt_embeddings.size(0), -1, -1)
-        tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
-        b = tokens.shape[0]
-        # expand, not a data-dependent branch: traced exports must keep the box count dynamic
-        src = image_embeddings.expand(b, -1, -1, -1) + dense_prompt_embeddings
-        pos_src = image_pe.expand(b, -1, -1, -1)
-        _, c, h, w = src.shape
-
-        hs, src = self.transformer(src, pos_src, tokens)
-        iou_token_out = hs[:, 0, :]
+        hs, src = self.attend(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
+        b, (h, w) = hs.shape[0], image_embeddings.shape[-2:]
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, -1, h, w))
         mask_tokens_out = hs[:, 1:1 + self.num_mask_tokens, :]
-
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
         _, c, h, w = upscaled.shape
         masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
-        return masks, self.iou_prediction_head(iou_token_out)
+        return masks, self.iou_prediction_head(hs[:, 0, :])
+
+    def attend(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings):
+        """The two-way transformer on [IoU token, mask tokens, prompt tokens] and the image: returns the output
+        tokens (B, 5 + T, C) and the updated image embedding, token-major (B, h*w, C)."""
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.unsqueeze(0).expand(sparse_prompt_embeddings.size(0), -1, -1)
+        tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
+        # Broadcast, never expand: a batch-1 embedding with a batch-1 dense prompt (the exported box decoder)
+        # stays batch 1 until the transformer first updates the keys, so the box-independent projections
+        # run once per call instead of once per box. No data-dependent branch: traced exports keep K dynamic.
+        src = image_embeddings + dense_prompt_embeddings
+        return self.transformer(src, image_pe, tokens)

@@ -29,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("--repeats", type=int, default=1, help="runs per case and engine (median)")
     p.add_argument("-t", "--threads", type=int, metavar="N")
     p.add_argument("--json", metavar="FILE", help="append one JSON line per case and engine")
+    p.add_argument("--profile", action="store_true",
+                   help="also print where the C++ runtime's time went per case (stage seconds summed over threads)")
     p.set_defaults(func=run)
 
 
@@ -92,7 +94,7 @@ def run(args) -> int:
             row = {"case": name, "engine": engine, "seconds": m.seconds, "speedup_vs_torch": speedup,
                    "slices_per_s": slices / m.seconds, "ms_per_box": 1000 * m.seconds / boxes,
                    "peak_rss_mb": m.peak_rss_mb, "dice_vs_reference": dice, "reference": reference,
-                   "slices": slices, "boxes": boxes} | facts
+                   "slices": slices, "boxes": boxes, "stage_seconds": m.stage_seconds} | facts
             lines.append(row)
             print(f"{name[:44]:<44} {engine:<14} {m.seconds:>8.2f} {speedup:>8.2f} {row['slices_per_s']:>8.2f} "
                   f"{row['ms_per_box']:>7.1f} {m.peak_rss_mb:>7.0f} {dice:>7.4f}")
@@ -100,8 +102,28 @@ def run(args) -> int:
     for engine in engines:
         speedup = totals["torch"] / totals[engine] if "torch" in engines else float("nan")
         print(f"{'TOTAL':<44} {engine:<14} {totals[engine]:>8.2f} {speedup:>8.2f}")
+    if args.profile:
+        _print_profile(results)
     if args.json:
         with open(args.json, "a") as f:
             for row in lines:
                 f.write(json.dumps(row) + "\n")
     return 0
+
+
+def _print_profile(results) -> None:
+    """Stage seconds of the engines that report them, and each stage's share of the summed thread time."""
+    rows = [m for m in results if m.stage_seconds]
+    if not rows:
+        print("\n(no engine reported stage times: --profile covers the runtime-* engines)")
+        return
+    stages = ("preprocess", "encoder", "prompt", "decoder", "postprocess")
+    print("\nwhere the runtime's time went (seconds summed over worker threads; wall = the call's elapsed time)")
+    header = f"{'case':<44} {'engine':<14} {'wall':>7}" + "".join(f" {s:>11}" for s in stages)
+    print(header)
+    print("-" * len(header))
+    for m in rows:
+        busy = sum(m.stage_seconds.get(s, 0.0) for s in stages) or 1.0
+        cells = "".join(f" {m.stage_seconds.get(s, 0.0):>6.1f} {100 * m.stage_seconds.get(s, 0.0) / busy:>3.0f}%"
+                        for s in stages)
+        print(f"{m.case[:44]:<44} {m.engine:<14} {m.stage_seconds.get('wall', 0.0):>7.2f}{cells}")
