@@ -22,15 +22,13 @@ class FewQueryAttention(nn.Module):
 
     def __init__(self, attention) -> None:
         super().__init__()
-        heads, dim = attention.num_heads, attention.internal_dim
-        c = attention.k_proj.in_features
-        self.heads, self.scale = heads, attention.sqrt_head_dim
+        self.heads, self.scale = attention.num_heads, attention.sqrt_head_dim
         self.q_proj, self.out_proj = attention.q_proj, attention.out_proj
         with torch.no_grad():
-            w_k, w_v = (p.weight.reshape(heads, dim // heads, c) for p in (attention.k_proj, attention.v_proj))
-            self.register_buffer("w_k", w_k.clone())  # (H, d, C)
+            w_v, b_v = _per_head(attention.v_proj, self.heads)
+            self.register_buffer("w_k", _per_head(attention.k_proj, self.heads)[0].clone())  # (H, d, C)
             self.register_buffer("w_v_t", w_v.transpose(1, 2).clone())  # (H, C, d)
-            self.register_buffer("b_v", attention.v_proj.bias.reshape(heads, 1, dim // heads).clone())
+            self.register_buffer("b_v", b_v.clone())  # (H, 1, d)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         b, t, _ = q.shape
@@ -51,16 +49,15 @@ class ManyQueryAttention(nn.Module):
 
     def __init__(self, attention) -> None:
         super().__init__()
-        heads, dim = attention.num_heads, attention.internal_dim
-        c = attention.q_proj.in_features
-        self.heads, self.scale = heads, attention.sqrt_head_dim
+        self.heads, self.scale = attention.num_heads, attention.sqrt_head_dim
         self.k_proj, self.v_proj = attention.k_proj, attention.v_proj
         with torch.no_grad():
-            w_q = attention.q_proj.weight.reshape(heads, dim // heads, c)
+            w_q, b_q = _per_head(attention.q_proj, self.heads)
             self.register_buffer("w_q_t", w_q.transpose(1, 2).clone())  # (H, C, d)
-            self.register_buffer("b_q", attention.q_proj.bias.reshape(heads, 1, dim // heads).clone())
-            self.register_buffer("w_out", attention.out_proj.weight.t().reshape(heads, dim // heads, c).clone())
-            self.register_buffer("b_out", attention.out_proj.bias.detach().clone())
+            self.register_buffer("b_q", b_q.clone())  # (H, 1, d)
+            out = attention.out_proj
+            self.register_buffer("w_out", out.weight.t().reshape(self.heads, -1, out.out_features).clone())  # (H, d, C)
+            self.register_buffer("b_out", out.bias.detach().clone())
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         b, t, _ = k.shape
@@ -131,6 +128,11 @@ class BoxDecoder(nn.Module):
         hs, keys = self.mask_decoder.attend(embedding, self.image_pe, sparse, self.no_mask)
         logits = self.upscaler(keys, hs[:, 1, :], embedding.shape[-1])
         return logits, self.mask_decoder.iou_prediction_head(hs[:, 0, :])[:, 0]
+
+
+def _per_head(linear: nn.Linear, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A projection C -> H*d as per-head weights (H, d, C) and biases (H, 1, d)."""
+    return linear.weight.reshape(heads, -1, linear.in_features), linear.bias.reshape(heads, 1, -1)
 
 
 def _reassociated(decoder: MaskDecoder) -> MaskDecoder:

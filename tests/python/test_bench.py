@@ -29,6 +29,19 @@ def test_bench_two_engines_agree(golden_model_dir, tmp_path, capsys):
     assert "where the runtime's time went" in table
 
 
+def test_a_repeated_case_name_is_benched_once(golden_model_dir, tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        np.savez(tmp_path / folder / "2DBox_Test_same.npz", imgs=rng.integers(0, 255, (40, 50, 3), dtype=np.uint8),
+                 boxes=np.array([[4, 4, 30, 30]]))
+    out = tmp_path / "bench.jsonl"
+    assert main(["bench", str(tmp_path / "a"), str(tmp_path / "b"), "--engines", "runtime-f32", "-m",
+                 str(golden_model_dir), "--json", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 1
+    assert "skipped, a case named 2DBox_Test_same is already in the run" in capsys.readouterr().err
+
+
 def test_unknown_engine_is_a_usage_error(tmp_path, capsys):
     assert main(["bench", "--synthetic", "--engines", "runtime-f32,fast"]) == 2
     assert "unknown engine(s) fast" in capsys.readouterr().err

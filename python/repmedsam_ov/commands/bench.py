@@ -58,7 +58,13 @@ def run(args) -> int:
     unknown = [e for e in engines if e not in ENGINES]
     if unknown or not engines:
         raise UsageError(f"unknown engine(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ENGINES)}.")
-    cases = [(p.stem, load_case(p)) for p in collect_cases(args.cases)] if args.cases else []
+    cases, seen = [], {}
+    for path in collect_cases(args.cases):
+        if path.stem in seen:  # rows are keyed by case name: a second case of that name would hide the first
+            log.warning("%s: skipped, a case named %s is already in the run (%s)", path, path.stem, seen[path.stem])
+            continue
+        seen[path.stem] = path
+        cases.append((path.stem, load_case(path)))
     if args.synthetic:
         synthetic = synthetic_volume()
         cases.append((synthetic.path.name, synthetic))
