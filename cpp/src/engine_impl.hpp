@@ -73,7 +73,7 @@ void paint_max(const Upsampler& up, const float* logits, L label, L* out, std::m
   }
 }
 
-// Per-stage time summed over threads, for Trace. Each lane adds to its own stage counters.
+// Per-stage time summed over the lanes (atomic counters, so lanes may add at once), for Trace.
 class StageClock {
  public:
   enum Stage { kPreprocess, kEncoder, kPrompt, kDecoder, kPostprocess, kStages };
@@ -82,12 +82,12 @@ class StageClock {
   // Runs fn() and adds its duration to `stage`; returns what fn returns.
   template <class Fn>
   auto time(Stage stage, Fn&& fn) {
-    const auto t0 = std::chrono::steady_clock::now();
-    struct Add {
+    using clock = std::chrono::steady_clock;
+    struct Add {  // on every exit, exceptions included
       std::atomic<int64_t>& total;
-      std::chrono::steady_clock::time_point t0;
-      ~Add() { total += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count(); }
-    } add{nanos_[stage], t0};
+      clock::time_point t0;
+      ~Add() { total += std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count(); }
+    } add{nanos_[stage], clock::now()};
     return fn();
   }
   void report(Trace& trace) const;
