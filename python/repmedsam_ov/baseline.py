@@ -24,6 +24,7 @@ class OVPythonLoop:
     def __init__(self, model_dir: str | os.PathLike, precision: str = "f32", threads: int | None = None) -> None:
         import openvino as ov
 
+        self.precision = precision
         config = {"INFERENCE_PRECISION_HINT": precision}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

@@ -19,6 +19,10 @@ class RuntimeEngine:
         self.segmenter = segmenter
         self.stage_seconds: dict[str, float] = {}
 
+    @property
+    def precision(self) -> str:
+        return self.segmenter.precision
+
     def __call__(self, case):
         labels, trace = self.segmenter.segment(case, return_trace=True)
         self.stage_seconds = trace.seconds

@@ -22,6 +22,7 @@ def test_bench_two_engines_agree(golden_model_dir, tmp_path, capsys):
     assert [r["engine"] for r in rows] == ["runtime-f32", "ov-python-f32"]
     assert rows[1]["reference"] == "runtime-f32" and rows[1]["dice_vs_reference"] >= 0.999
     assert all(r["boxes"] == 2 and r["slices"] == 1 and r["peak_rss_mb"] > 0 and r["openvino"] for r in rows)
+    assert [r["precision"] for r in rows] == ["f32", "f32"]
     # the runtime reports where its time went; the Python loop does not
     stages = rows[0]["stage_seconds"]
     assert stages["encoder"] > 0 and stages["decoder"] > 0 and 0 < stages["wall"] <= rows[0]["seconds"]

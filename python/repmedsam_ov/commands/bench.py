@@ -77,6 +77,7 @@ def run(args) -> int:
 
         model_dir = export_model(args.checkpoint, Path(tempfile.mkdtemp()) / "model")
     built = {name: make_engine(name, model_dir, args.checkpoint, args.threads) for name in engines}
+    precisions = {name: _precision(engine) for name, engine in built.items()}
     results = run_bench(built, cases, args.repeats, progress=None if args.quiet else log.info)
 
     reference = "torch" if "torch" in engines else "runtime-f32" if "runtime-f32" in engines else engines[0]
@@ -100,7 +101,8 @@ def run(args) -> int:
             row = {"case": name, "engine": engine, "seconds": m.seconds, "speedup_vs_torch": speedup,
                    "slices_per_s": slices / m.seconds, "ms_per_box": 1000 * m.seconds / boxes,
                    "peak_rss_mb": m.peak_rss_mb, "dice_vs_reference": dice, "reference": reference,
-                   "slices": slices, "boxes": boxes, "stage_seconds": m.stage_seconds} | facts
+                   "slices": slices, "boxes": boxes, "precision": precisions[engine],
+                   "stage_seconds": m.stage_seconds} | facts
             lines.append(row)
             print(f"{name[:44]:<44} {engine:<14} {m.seconds:>8.2f} {speedup:>8.2f} {row['slices_per_s']:>8.2f} "
                   f"{row['ms_per_box']:>7.1f} {m.peak_rss_mb:>7.0f} {dice:>7.4f}")
@@ -115,6 +117,11 @@ def run(args) -> int:
             for row in lines:
                 f.write(json.dumps(row) + "\n")
     return 0
+
+
+def _precision(engine) -> str:
+    """The precision an engine runs at: the runtime's resolved one, the loop's hint, f32 for torch."""
+    return getattr(getattr(engine, "__self__", engine), "precision", "f32")
 
 
 def _print_profile(results) -> None:
