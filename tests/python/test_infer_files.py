@@ -186,6 +186,17 @@ def test_output_file_needs_one_input(tmp_path, capsys):
     assert "--window 'wide': expected soft-tissue, lung, bone or WIDTH,LEVEL" in capsys.readouterr().err
 
 
+def test_inputs_that_share_an_output_name_are_refused(tmp_path, capsys):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "case.npz").write_bytes(b"")
+    out = tmp_path / "out"
+    assert main(["infer", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'a' / 'case.npz'} and {tmp_path / 'b' / 'case.npz'} would both be written to" in err
+    assert not out.exists()
+
+
 def test_files_run_without_torch(toy_model_dir, tmp_path):
     """Reading, reorienting, segmenting and writing a NIfTI volume and a PNG never import torch."""
     volume = np.random.default_rng(0).integers(0, 255, (3, 20, 24), dtype=np.uint8)

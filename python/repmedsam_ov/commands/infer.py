@@ -114,7 +114,13 @@ def _targets(cases: list[Path], output: Path) -> list[Path]:
         raise InputError(f"{output}: exists and is not a folder (-o expects an output folder).")
     names = {"dicom": lambda p: p.name + ".mha", "image": lambda p: split_ext(p)[0] + ".png",
              "volume": lambda p: split_ext(p)[0] + ".mha" if split_ext(p)[1] == ".mhd" else p.name}
-    return [output / names.get(_kind(p), lambda p: p.name)(p) for p in cases]
+    targets = [output / names.get(_kind(p), lambda p: p.name)(p) for p in cases]
+    first: dict[Path, Path] = {}
+    for path, target in zip(cases, targets):
+        if first.setdefault(target, path) != path:  # one would overwrite, or be skipped for, the other
+            raise UsageError(f"{first[target]} and {path} would both be written to {target}; "
+                             "segment them into different output folders.")
+    return targets
 
 
 def _options(args, n_cases: int):
