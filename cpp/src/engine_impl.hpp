@@ -11,6 +11,7 @@
 
 #include <openvino/runtime/core.hpp>
 
+#include "model_dir.hpp"
 #include "networks.hpp"
 #include "repmedsam/engine.hpp"
 
@@ -35,15 +36,16 @@ struct Segmenter::Impl {
   std::vector<Lane> lanes;
   std::mutex call_mutex;  // calls serialise: each already uses every lane and thread
 
-  // 2D encodes one image: with several streams that would leave threads idle, so 2D uses an encoder
-  // compiled for one stream with every thread, made on the first 2D call.
-  std::shared_ptr<ov::Model> encoder_model;
-  std::string encoder_path;
+  // 2D encodes one image, and decodes a lone box in one call: on a stream of a multi-stream compile that
+  // would leave threads idle, so 2D uses copies compiled for one stream with every thread, made on first use.
+  detail::ModelFolder folder;
   detail::CompileSettings settings;
   bool compile_from_path = false;
-  ov::CompiledModel image_encoder_model;
+  ov::CompiledModel image_encoder_model, image_decoder_model;
   std::unique_ptr<detail::EncoderRequest> image_encoder_request;
+  std::unique_ptr<detail::DecoderRequest> image_decoder_request;
   detail::EncoderRequest& image_encoder();
+  detail::DecoderRequest& image_decoder();
 
   void run_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace);
   void run_3d(const VolumeView& volume, const double* boxes, int n, LabelsView labels, Trace* trace);

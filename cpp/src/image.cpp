@@ -59,13 +59,14 @@ void segment(Segmenter::Impl& s, const ImageView& im, const double* boxes, int n
   std::mutex row_locks[kLocks];
   const int workers = std::min<int>(static_cast<int>(s.lanes.size()), chunks);
   detail::run_workers(workers, [&](int lane_index) {
-    Lane& lane = s.lanes[lane_index];
+    // A single call (one box) gets every thread; several calls share the streams.
+    detail::DecoderRequest& decoder = chunks == 1 ? s.image_decoder() : *s.lanes[lane_index].decoder;
     for (int c; !stop && (c = next++) < chunks;) {
       const int begin = c * batch, k = std::min(n - begin, batch);
-      clock.time(detail::StageClock::kDecoder, [&] { lane.decoder->run(embedding->data(), &model_boxes[begin], k); });
+      clock.time(detail::StageClock::kDecoder, [&] { decoder.run(embedding->data(), &model_boxes[begin], k); });
       clock.time(detail::StageClock::kPostprocess, [&] {
         for (int j = 0; j < k; ++j)
-          detail::paint_max(up, lane.decoder->logits(j), static_cast<L>(begin + j + 1), labels, row_locks, kLocks);
+          detail::paint_max(up, decoder.logits(j), static_cast<L>(begin + j + 1), labels, row_locks, kLocks);
       });
     }
   }, [&] { stop = true; });

@@ -92,7 +92,8 @@ Segmenter::Segmenter(const std::string& model_dir, const Options& options) : imp
     detail::guarded(options.cache_dir + ": cannot be used as the OpenVINO model cache",
                     [&] { s.core.set_property(ov::cache_dir(options.cache_dir)); });
 
-  const detail::ModelFolder folder = detail::open_model_folder(s.core, model_dir, s.precision == Precision::Int8);
+  s.folder = detail::open_model_folder(s.core, model_dir, s.precision == Precision::Int8);
+  const detail::ModelFolder& folder = s.folder;
   s.model_info = folder.info;
   s.streams = options.streams > 0 ? options.streams : auto_streams(options.threads);
   detail::CompileSettings& settings = s.settings;
@@ -100,8 +101,6 @@ Segmenter::Segmenter(const std::string& model_dir, const Options& options) : imp
   settings.threads = options.threads;
   settings.streams = s.streams;
   s.compile_from_path = !options.cache_dir.empty();
-  s.encoder_model = folder.encoder;
-  s.encoder_path = folder.encoder_path;
   const bool from_path = s.compile_from_path;
   s.encoder = detail::compile(s.core, folder.encoder, folder.encoder_path, from_path, settings, folder.encoder_path);
   s.decoder = detail::compile(s.core, folder.decoder, folder.decoder_path, from_path, settings, folder.decoder_path);
@@ -114,15 +113,32 @@ Segmenter::Segmenter(const std::string& model_dir, const Options& options) : imp
 
 Segmenter::~Segmenter() = default;
 
-detail::EncoderRequest& Segmenter::Impl::image_encoder() {
-  if (streams == 1) return *lanes.front().encoder;
-  if (!image_encoder_request) {
-    detail::CompileSettings one = settings;
+namespace {
+
+// The lane's request when there is one stream anyway, else a request on a one-stream compile made once.
+template <class Request>
+Request& whole_cpu(Segmenter::Impl& s, Request& lane_request, std::unique_ptr<Request>& request,
+                   ov::CompiledModel& compiled, const std::shared_ptr<ov::Model>& model, const std::string& path) {
+  if (s.streams == 1) return lane_request;
+  if (!request) {
+    detail::CompileSettings one = s.settings;
     one.streams = 1;
-    image_encoder_model = detail::compile(core, encoder_model, encoder_path, compile_from_path, one, encoder_path);
-    image_encoder_request = std::make_unique<detail::EncoderRequest>(image_encoder_model);
+    compiled = detail::compile(s.core, model, path, s.compile_from_path, one, path);
+    request = std::make_unique<Request>(compiled);
   }
-  return *image_encoder_request;
+  return *request;
+}
+
+}  // namespace
+
+detail::EncoderRequest& Segmenter::Impl::image_encoder() {
+  return whole_cpu(*this, *lanes.front().encoder, image_encoder_request, image_encoder_model, folder.encoder,
+                   folder.encoder_path);
+}
+
+detail::DecoderRequest& Segmenter::Impl::image_decoder() {
+  return whole_cpu(*this, *lanes.front().decoder, image_decoder_request, image_decoder_model, folder.decoder,
+                   folder.decoder_path);
 }
 
 void Segmenter::segment_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace) {
