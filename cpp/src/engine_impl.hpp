@@ -30,15 +30,14 @@ struct Segmenter::Impl {
   Precision precision = Precision::F32;  // resolved
   int streams = 1;
   std::string model_dir;
-  std::map<std::string, std::string> model_info;
   ov::Core core;
+  detail::ModelFolder folder;  // the validated IR: paths, read models, rt_info (destroyed before core)
   ov::CompiledModel encoder, decoder;
   std::vector<Lane> lanes;
   std::mutex call_mutex;  // calls serialise: each already uses every lane and thread
 
   // 2D encodes one image, and decodes a lone box in one call: on a stream of a multi-stream compile that
   // would leave threads idle, so 2D uses copies compiled for one stream with every thread, made on first use.
-  detail::ModelFolder folder;
   detail::CompileSettings settings;
   bool compile_from_path = false;
   ov::CompiledModel image_encoder_model, image_decoder_model;

@@ -94,7 +94,6 @@ Segmenter::Segmenter(const std::string& model_dir, const Options& options) : imp
 
   s.folder = detail::open_model_folder(s.core, model_dir, s.precision == Precision::Int8);
   const detail::ModelFolder& folder = s.folder;
-  s.model_info = folder.info;
   s.streams = options.streams > 0 ? options.streams : auto_streams(options.threads);
   detail::CompileSettings& settings = s.settings;
   settings.inference_precision = s.precision == Precision::BF16 ? ov::element::bf16 : ov::element::f32;
@@ -154,7 +153,7 @@ void Segmenter::segment_3d(const VolumeView& volume, const double* boxes, int n,
 std::map<std::string, std::string> Segmenter::describe() const {
   const Impl& s = *impl_;
   std::map<std::string, std::string> d;
-  for (const auto& [k, v] : s.model_info) d["model_" + k] = v;
+  for (const auto& [k, v] : s.folder.info) d["model_" + k] = v;
   d["model_dir"] = s.model_dir;
   d["precision"] = to_string(s.precision);
   d["requested_precision"] = to_string(s.options.precision);
