@@ -10,4 +10,9 @@ void register_info(py::module_& m) {
         "Build number of the OpenVINO runtime this extension is linked against.");
   m.def("available_devices", &repmedsam::available_devices,
         "OpenVINO devices visible on this machine, e.g. ['CPU'].");
+  m.def("auto_precision", [](const std::string& model_dir) {
+          const auto choice = repmedsam::auto_precision(model_dir);
+          return py::make_tuple(repmedsam::to_string(choice.precision), choice.reason);
+        }, py::arg("model_dir") = "",
+        "(precision, reason): what precision 'auto' picks on this CPU for a model folder ('' = none).");
 }

@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <vector>
 
+#include <openvino/frontend/manager.hpp>
+
 #include "ov_guard.hpp"
 #include "repmedsam/errors.hpp"
 
@@ -12,7 +14,8 @@ namespace fs = std::filesystem;
 namespace repmedsam::detail {
 namespace {
 
-constexpr const char* kModelType = "rep_medsam";
+// Box-prompted SAMs with the same folder contract: Rep-MedSAM, and LiteMedSAM (its teacher, TinyViT encoder).
+const char* const kModelTypes[] = {"rep_medsam", "litemedsam"};
 constexpr const char* kFormatVersion = "1";
 constexpr const char* kExportHint = "Export a model folder with `repmedsam-ov export CHECKPOINT -o MODEL_DIR`.";
 
@@ -64,8 +67,12 @@ void expect_field(const std::map<std::string, std::string>& info, const std::str
 }
 
 void validate_info(const std::map<std::string, std::string>& info, const std::string& file) {
-  expect_field(info, file, "model_type", kModelType,
-               "This folder holds another kind of model; repmedsam-ov runs Rep-MedSAM folders only.");
+  const auto type = info.find("model_type");
+  const bool known = type != info.end() && std::find(std::begin(kModelTypes), std::end(kModelTypes),
+                                                     type->second) != std::end(kModelTypes);
+  if (!known)  // an unknown type is reported by expect_field, which words both the missing and the odd value
+    expect_field(info, file, "model_type", "rep_medsam' or 'litemedsam",
+                 "This folder holds another kind of model; repmedsam-ov runs Rep-MedSAM and LiteMedSAM folders.");
   expect_field(info, file, "format_version", kFormatVersion,
                "This runtime reads model format 1; export the model again with this version of repmedsam-ov.");
   expect_field(info, file, "image_size", "256", "Rep-MedSAM models take 256x256 inputs.");
@@ -111,8 +118,16 @@ void validate_ports(const std::shared_ptr<ov::Model>& model, const std::string& 
   if (!find_port(outputs, "iou")) throw ModelError(file + ": no output named 'iou'. " + kExportHint);
 }
 
-std::shared_ptr<ov::Model> read(ov::Core& core, const fs::path& xml) {
-  return guarded(xml.string() + ": cannot be read as an OpenVINO IR", [&] { return core.read_model(xml.string()); });
+// The IR frontend only: Core::read_model tries every frontend on a malformed .xml, and the TensorFlow one
+// prints protobuf/abseil noise on stderr before the error reaches the user.
+std::shared_ptr<ov::Model> read(const fs::path& xml) {
+  return guarded(xml.string() + ": cannot be read as an OpenVINO IR", [&] {
+    ov::frontend::FrontEndManager manager;
+    const auto frontend = manager.load_by_framework("ir");
+    fs::path bin = xml;
+    bin.replace_extension(".bin");
+    return frontend->convert(frontend->load(xml.string(), bin.string(), true));  // true: mmap, as read_model
+  });
 }
 
 }  // namespace
@@ -123,16 +138,16 @@ bool has_int8_encoder(const std::string& dir) {
          fs::is_regular_file(fs::path(dir) / "encoder_int8.bin", ec);
 }
 
-bool int8_encoder_recommended(ov::Core& core, const std::string& dir) {
+bool int8_encoder_recommended(const std::string& dir) {
   if (!has_int8_encoder(dir)) return false;
   // the exporter marks an int8 encoder that failed its accuracy bound; `auto` must not pick that one
-  const auto model = read(core, fs::path(dir) / "encoder_int8.xml");
+  const auto model = read(fs::path(dir) / "encoder_int8.xml");
   const auto info = read_info(*model, (fs::path(dir) / "encoder_int8.xml").string());
   const auto it = info.find("int8_accuracy_ok");
   return it != info.end() && it->second == "true";
 }
 
-ModelFolder open_model_folder(ov::Core& core, const std::string& dir_name, bool int8) {
+ModelFolder open_model_folder(const std::string& dir_name, bool int8) {
   const fs::path dir(dir_name);
   std::error_code ec;
   if (!fs::exists(dir, ec)) throw ModelError(dir_name + ": no such model folder. " + kExportHint);
@@ -149,8 +164,8 @@ ModelFolder open_model_folder(ov::Core& core, const std::string& dir_name, bool 
   f.dir = dir_name;
   f.encoder_path = (dir / (encoder_stem + ".xml")).string();
   f.decoder_path = (dir / "decoder.xml").string();
-  f.encoder = read(core, f.encoder_path);
-  f.decoder = read(core, f.decoder_path);
+  f.encoder = read(f.encoder_path);
+  f.decoder = read(f.decoder_path);
   f.info = read_info(*f.encoder, f.encoder_path);
   const auto decoder_info = read_info(*f.decoder, f.decoder_path);
   validate_info(f.info, f.encoder_path);

@@ -6,7 +6,6 @@
 #include <string>
 
 #include <openvino/core/model.hpp>
-#include <openvino/runtime/core.hpp>
 
 namespace repmedsam::detail {
 
@@ -21,10 +20,10 @@ struct ModelFolder {
 // True when dir holds encoder_int8.xml (and its .bin).
 bool has_int8_encoder(const std::string& dir);
 // An int8 encoder is present and its export measured it within the accuracy bound (rt_info int8_accuracy_ok).
-bool int8_encoder_recommended(ov::Core& core, const std::string& dir);
+bool int8_encoder_recommended(const std::string& dir);
 
 // Reads and validates the folder; int8 selects encoder_int8.xml. Throws ModelError naming the file and
 // what is wrong or missing.
-ModelFolder open_model_folder(ov::Core& core, const std::string& dir, bool int8);
+ModelFolder open_model_folder(const std::string& dir, bool int8);
 
 }  // namespace repmedsam::detail

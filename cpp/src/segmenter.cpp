@@ -12,6 +12,7 @@
 #include "model_dir.hpp"
 #include "ov_guard.hpp"
 #include "repmedsam/errors.hpp"
+#include "repmedsam/info.hpp"
 
 namespace repmedsam {
 
@@ -60,17 +61,31 @@ int auto_streams(int threads) {
   return cores >= 2 ? 2 : 1;
 }
 
+// "" as dir: no model folder to look into for an int8 encoder.
+AutoPrecision choose_auto(ov::Core& core, const std::string& dir) {
+  if (cpu_has_amx_bf16() && cpu_supports(core, "BF16")) return {Precision::BF16, "this CPU has AMX bf16 units"};
+  const std::string no_amx = "no AMX on this CPU, ";
+  if (dir.empty()) return {Precision::F32, no_amx + "and no model folder to look for an int8 encoder in"};
+  if (!detail::has_int8_encoder(dir))
+    return {Precision::F32, no_amx + "and the model folder has no int8 encoder (export --int8 adds one)"};
+  if (detail::int8_encoder_recommended(dir))
+    return {Precision::Int8, no_amx + "and the model folder's int8 encoder passed its accuracy bound at export"};
+  return {Precision::F32, no_amx + "and the model folder's int8 encoder failed its accuracy bound at export"};
+}
+
 Precision resolve_precision(ov::Core& core, Precision requested, const std::string& dir) {
   if (requested == Precision::BF16 && !cpu_supports(core, "BF16"))
     throw InvalidInput("precision 'bf16' needs a CPU with bfloat16 support (AVX512-BF16 or AMX), which this "
                        "CPU lacks; use precision 'auto' or 'f32'.");
-  if (requested != Precision::Auto) return requested;
-  if (cpu_has_amx_bf16() && cpu_supports(core, "BF16")) return Precision::BF16;
-  if (detail::int8_encoder_recommended(core, dir)) return Precision::Int8;
-  return Precision::F32;
+  return requested == Precision::Auto ? choose_auto(core, dir).precision : requested;
 }
 
 }  // namespace
+
+AutoPrecision auto_precision(const std::string& model_dir) {
+  ov::Core core;
+  return choose_auto(core, model_dir);
+}
 
 Segmenter::Segmenter(const std::string& model_dir, const Options& options) : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
@@ -92,7 +107,7 @@ Segmenter::Segmenter(const std::string& model_dir, const Options& options) : imp
     detail::guarded(options.cache_dir + ": cannot be used as the OpenVINO model cache",
                     [&] { s.core.set_property(ov::cache_dir(options.cache_dir)); });
 
-  s.folder = detail::open_model_folder(s.core, model_dir, s.precision == Precision::Int8);
+  s.folder = detail::open_model_folder(model_dir, s.precision == Precision::Int8);
   const detail::ModelFolder& folder = s.folder;
   s.streams = options.streams > 0 ? options.streams : auto_streams(options.threads);
   detail::CompileSettings& settings = s.settings;

@@ -1,4 +1,5 @@
-"""Export a Rep-MedSAM checkpoint to an OpenVINO model folder (reparameterized encoder + box decoder IR).
+"""Export a Rep-MedSAM (or LiteMedSAM) checkpoint to an OpenVINO model folder (reparameterized encoder + box
+decoder IR). The architecture is read from the checkpoint's keys and recorded as rt_info model_type.
 
 MODEL_DIR holds encoder.xml/.bin (`image` f32 [?,3,256,256] -> `embedding` [?,256,64,64]) and decoder.xml/.bin
 (`embedding` [1,256,64,64] + `boxes` [?,4] -> `low_res_logits` [?,256,256], `iou` [?]), each describing itself
@@ -27,7 +28,7 @@ from .model import IMAGE_SIZE, RepMedSAM
 
 __all__ = ["export_model", "convert_encoder", "convert_decoder", "model_info", "FORMAT_VERSION", "MODEL_TYPE"]
 
-MODEL_TYPE = "rep_medsam"
+MODEL_TYPE = "rep_medsam"  # LiteMedSAM folders say "litemedsam": the same contract, another encoder
 FORMAT_VERSION = "1"
 EXPORTER_VERSION = "0.2.0"  # 0.2: token-major decoder upscaling, box-independent attention once per call
 log = logging.getLogger("repmedsam_ov")
@@ -65,10 +66,11 @@ def convert_decoder(model: RepMedSAM) -> ov.Model:
     return ov_model
 
 
-def model_info(checkpoint_sha256: str, weight_precision: str, int8: bool) -> dict[str, str]:
+def model_info(checkpoint_sha256: str, weight_precision: str, int8: bool,
+               model_type: str = MODEL_TYPE) -> dict[str, str]:
     """What the runtime reads back from rt_info["model_info"] instead of asking the user."""
     return {
-        "model_type": MODEL_TYPE,
+        "model_type": model_type,
         "format_version": FORMAT_VERSION,
         "image_size": str(IMAGE_SIZE),
         "embedding_shape": "256,64,64",
@@ -85,9 +87,11 @@ def _describe(ov_model: ov.Model, info: dict[str, str]) -> None:
 
 
 def export_model(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, fp16_weights: bool = False,
-                 int8: bool = False, calib: list[str | os.PathLike] | None = None, overwrite: bool = True) -> Path:
+                 int8: bool = False, calib: list[str | os.PathLike] | None = None, overwrite: bool = True,
+                 arch: str | None = None) -> Path:
     """Export `checkpoint` to `out_dir` (see the module docstring). Returns the model folder.
 
+    arch: "rep_medsam" or "litemedsam"; None reads it from the checkpoint.
     fp16_weights halves the files (weights stored as fp16, computed in f32/bf16 at run time).
     int8 adds an NNCF-quantized encoder calibrated on the challenge-format cases in `calib` folders.
     Raises ModelError for a bad checkpoint, bad calibration data or an output folder that cannot be written.
@@ -99,7 +103,7 @@ def export_model(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, f
         raise ModelError(f"{out_dir}: exists and is not a folder.")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise ModelError(f"{out_dir}: exists and is not empty (pass overwrite=True / --overwrite to replace it).")
-    model = load_checkpoint(checkpoint).fuse()
+    model = load_checkpoint(checkpoint, arch=arch).fuse()
     sha = file_sha256(checkpoint)
     if int8:
         from .quantize import prepare_calibration, quantize_encoder
@@ -117,11 +121,11 @@ def export_model(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, f
         precision = "f16" if fp16_weights else "f32"
         encoder, decoder = convert_encoder(model), convert_decoder(model)
         for ov_model in (encoder, decoder):
-            _describe(ov_model, model_info(sha, precision, int8=False))
+            _describe(ov_model, model_info(sha, precision, int8=False, model_type=model.arch))
         ov.save_model(encoder, staging / "encoder.xml", compress_to_fp16=fp16_weights)
         ov.save_model(decoder, staging / "decoder.xml", compress_to_fp16=fp16_weights)
         if int8:
-            quantize_encoder(encoder, decoder, prepared, staging, info=model_info(sha, precision, int8=True),
+            quantize_encoder(encoder, decoder, prepared, staging, info=model_info(sha, precision, int8=True, model_type=model.arch),
                              compress_to_fp16=fp16_weights)
         _replace_dir(staging, out_dir)
     except OSError as e:

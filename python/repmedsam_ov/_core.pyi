@@ -7,6 +7,8 @@ __version__: str
 
 def openvino_version() -> str: ...
 def available_devices() -> list[str]: ...
+def auto_precision(model_dir: str = "") -> tuple[str, str]:
+    """(precision, reason): what precision "auto" picks on this CPU for a model folder ("" = none)."""
 
 # Test hooks for the C++ pre- and postprocessing (reference semantics, ARCHITECTURE.md §2).
 def resize_area(image: npt.NDArray[np.uint8], height: int, width: int) -> npt.NDArray[np.uint8]:

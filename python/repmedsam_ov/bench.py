@@ -7,6 +7,7 @@ imported lazily). Each engine is warmed up, then the cases run interleaved (case
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import subprocess
@@ -19,7 +20,7 @@ import numpy as np
 
 from .io import Case
 
-__all__ = ["synthetic_volume", "run_bench", "Measurement", "peak_rss_during"]
+__all__ = ["synthetic_volume", "run_bench", "Measurement", "peak_rss_during", "machine_facts", "checkout_commit"]
 
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
@@ -104,7 +105,22 @@ def machine_facts(threads: int | None) -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
     return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads or os.cpu_count(),
-            "openvino": ov.get_version(), "commit": commit or None}
+            "openvino": ov.get_version(), "version": importlib.metadata.version("repmedsam-ov"),
+            "commit": checkout_commit()}
+
+
+def checkout_commit(folder: str | os.PathLike = ".") -> str | None:
+    """The short commit of the repmedsam-ov checkout that `folder` lies in (a benchmark run from a checkout), or
+    None: outside one, or in another project's repository. Never asks git about site-packages."""
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    top = git("rev-parse", "--show-toplevel")
+    if not top or not (Path(top) / "python" / "repmedsam_ov" / "__init__.py").is_file():
+        return None
+    return git("rev-parse", "--short", "HEAD") or None

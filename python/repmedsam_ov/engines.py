@@ -30,20 +30,24 @@ class RuntimeEngine:
 
 
 def make_engine(name: str, model_dir: Path | None, checkpoint: str | None, threads: int | None):
-    """name (one of ENGINES, or runtime-auto) -> a callable case -> segs. Raises UsageError or ModelError."""
+    """name (one of ENGINES, or runtime-auto) -> a callable case -> segs, for the CLI (errors name its -m
+    option); model_dir None = the bundled model. Raises UsageError or ModelError."""
+    if name.startswith(("runtime-", "ov-python")):
+        from .segmenter import resolve_model_dir
+
+        model_dir = resolve_model_dir(model_dir, how="-m MODEL_DIR")
     if name.startswith("runtime-"):
         from .segmenter import Segmenter
 
         return RuntimeEngine(Segmenter(model_dir, precision=name.split("-", 1)[1], threads=threads))
     if name.startswith("ov-python"):
         from .baseline import OVPythonLoop
-        from .segmenter import bundled_model_dir
 
         import openvino as ov
 
         default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()
         precision = "f32" if name.endswith("-f32") else default
-        return OVPythonLoop(model_dir or bundled_model_dir(), precision, threads).segment
+        return OVPythonLoop(model_dir, precision, threads).segment
     if name == "torch":
         if not checkpoint:
             raise UsageError("the torch engine needs --checkpoint CKPT.pth (the same weights as the model folder).")

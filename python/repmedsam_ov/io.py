@@ -9,13 +9,13 @@ Imports numpy only.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import InputError
 
 __all__ = ["Case", "load_case", "validate_boxes", "save_segs", "segs_dtype"]
@@ -102,7 +102,8 @@ def _validated(path: Path, imgs: np.ndarray, boxes: np.ndarray, spacing) -> Case
 def validate_boxes(boxes: np.ndarray, image_shape: tuple, where: str = "") -> np.ndarray:
     """Check boxes against an image (H,W[,3]) or volume (D,H,W) shape; return them as int64 or float64.
 
-    x/y may reach the far edge (x_max <= W); z must index a slice (0 <= z_min <= z_max < D).
+    x/y may reach the far edge (x_max <= W); z must index a slice (0 <= z_min <= z_max < D). Errors give the
+    size in the boxes' order, [W, H(, D)]: a volume file's (i, j, k), as in its box file's "size".
     """
     boxes = np.asarray(boxes)
     if boxes.ndim != 2 or boxes.shape[1] not in (4, 6):
@@ -138,7 +139,7 @@ def validate_boxes(boxes: np.ndarray, image_shape: tuple, where: str = "") -> np
             if a < 0 or b > top:
                 raise InputError(
                     f"{where}boxes[{i}] = {boxes[i].tolist()}: {name} outside the image "
-                    f"(expected 0 <= {name} <= {top}; image shape {tuple(image_shape)}). {layout}")
+                    f"(expected 0 <= {name} <= {top}; image size {list(limits)} as ({', '.join(names)})). {layout}")
     return boxes
 
 
@@ -149,13 +150,5 @@ def segs_dtype(n_boxes: int) -> type:
 
 def save_segs(path: str | os.PathLike, segs: np.ndarray) -> None:
     """Write `segs` to an npz atomically: a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz.part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, segs=segs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, segs=segs)

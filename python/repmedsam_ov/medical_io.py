@@ -14,19 +14,18 @@ reading: SimpleITK fills a truncated .nii.gz with zeros without a word. Imports 
 from __future__ import annotations
 
 import gzip
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path, write_bytes_atomic
 from .errors import InputError
 
 __all__ = ["Geometry", "Volume", "VOLUME_EXTS", "IMAGE_EXTS", "is_dicom_folder", "kind_of", "read_image_2d",
-           "read_volume", "split_ext", "write_bytes_atomic", "write_labels_2d", "write_labels_3d"]
+           "read_volume", "split_ext", "write_labels_2d", "write_labels_3d"]
 
 VOLUME_EXTS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -316,19 +315,6 @@ def read_image_2d(path: Path) -> np.ndarray:
     return image
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file in the same folder, then rename: no truncated outputs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_labels_2d(path: Path, labels: np.ndarray) -> None:
     """labels: (H, W) uint8/uint16 -> a PNG or TIFF label image (lossless), written atomically."""
     import cv2
@@ -361,14 +347,8 @@ def write_labels_3d(path: Path, labels: np.ndarray, like: Volume) -> None:
     image.SetSpacing(g.spacing)
     image.SetOrigin(g.origin)
     image.SetDirection(g.direction)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{out_ext}", dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp, True)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path, suffix=out_ext) as tmp:  # SimpleITK picks the format by extension
+        sitk.WriteImage(image, str(tmp), True)
 
 
 def _nifti_like(source: Path, labels: np.ndarray) -> bytes | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .medical_io import write_bytes_atomic
+from .atomic import write_bytes_atomic
 
 __all__ = ["draw_overlay", "palette", "write_overlays"]
 

@@ -16,20 +16,31 @@ import numpy as np
 from .errors import InputError, ModelError
 from .io import Case, validate_boxes
 
-__all__ = ["Segmenter", "Trace", "bundled_model_dir"]
+__all__ = ["Segmenter", "Trace", "bundled_model_dir", "resolve_model_dir"]
 
 _BUNDLED = Path(__file__).resolve().parent / "models" / "default"
 _MAX_BOXES = 65535  # labels are uint16 past 255 boxes
 _PRECISIONS = ("auto", "f32", "bf16", "int8")
 
 
-def bundled_model_dir() -> Path:
-    """The model folder shipped with the package; ModelError when this build has none."""
+def bundled_model_dir() -> Path | None:
+    """The model folder shipped with the package, or None when this build has none."""
     if (_BUNDLED / "encoder.xml").is_file() and (_BUNDLED / "decoder.xml").is_file():
         return _BUNDLED
-    raise ModelError(
-        "no bundled model is installed in this build of repmedsam-ov; pass model=MODEL_DIR, a folder written by "
-        "`repmedsam-ov export CHECKPOINT -o MODEL_DIR`.")
+    return None
+
+
+def resolve_model_dir(model: str | os.PathLike | None = None, *, how: str = "model=MODEL_DIR") -> Path:
+    """The model folder to use: `model`, else the bundled one. The one rule for `Segmenter()`, the CLI and
+    `info`; `how` says how to name a folder where the error is read (the CLI passes "-m MODEL_DIR").
+    ModelError when `model` is None and no model is bundled."""
+    if model is not None:
+        return Path(model)
+    bundled = bundled_model_dir()
+    if bundled is None:
+        raise ModelError(f"no bundled model is installed in this build of repmedsam-ov; pass {how}, a folder "
+                         "written by `repmedsam-ov export CHECKPOINT -o MODEL_DIR`.")
+    return bundled
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,8 @@ class Segmenter:
 
     Args:
         model: model folder holding encoder.xml/.bin and decoder.xml/.bin (optionally encoder_int8.xml/.bin),
-            as written by `repmedsam-ov export`; None = the model bundled with the package.
+            as written by `repmedsam-ov export`; None = the model bundled with the package
+            (`resolve_model_dir`; `repmedsam-ov info` says whether this build has one).
         precision: "auto" (bf16 on CPUs with AMX, else int8 when the folder has an int8 encoder that passed its
             accuracy bound at export, else f32),
             "f32" (matches the PyTorch reference), "bf16" or "int8".
@@ -83,13 +95,13 @@ class Segmenter:
                  max_cached_slices: int = 256) -> None:
         if not isinstance(precision, str) or precision not in _PRECISIONS:
             raise InputError(f"precision {precision!r} is not one of: {', '.join(_PRECISIONS)}.")
+        counts = {name: _count(name, value) for name, value in
+                  (("threads", threads), ("streams", streams), ("max_cached_slices", max_cached_slices))}
+        model_dir = resolve_model_dir(model)
         from . import _core  # loads OpenVINO: only when a Segmenter is built, not on `import repmedsam_ov`
 
-        model_dir = bundled_model_dir() if model is None else Path(model)
-        self._core = _core.Segmenter(
-            str(model_dir), precision=precision, threads=_count("threads", threads), streams=_count("streams", streams),
-            cache_dir="" if cache_dir is None else str(cache_dir), max_cached_slices=_count("max_cached_slices",
-                                                                                              max_cached_slices))
+        self._core = _core.Segmenter(str(model_dir), precision=precision,
+                                     cache_dir="" if cache_dir is None else str(cache_dir), **counts)
         self.model_dir = model_dir
 
     @property

@@ -240,7 +240,7 @@ def test_missing_folder_and_files(tmp_path, toy_model_dir):
 
 
 @pytest.mark.parametrize("change,match", [
-    ({"model_type": "sam2"}, "model_type is 'sam2', expected 'rep_medsam'"),
+    ({"model_type": "sam2"}, "model_type is 'sam2', expected 'rep_medsam' or 'litemedsam'"),
     ({"format_version": "2"}, "format_version is '2', expected '1'.*export the model again"),
     ({"embedding_shape": "256,32,32"}, "embedding_shape is '256,32,32'"),
     ({"format_version": None}, "lacks 'format_version'"),

@@ -1,4 +1,5 @@
-"""Rep-MedSAM = LiteMedSAM with a RepViT-M1.0 image encoder (official class name: MedSAM_Lite)."""
+"""Rep-MedSAM = LiteMedSAM with a RepViT-M1.0 image encoder (official class name: MedSAM_Lite). The same
+class holds LiteMedSAM itself (TinyViT encoder): the prompt encoder and mask decoder are identical."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from torch import nn
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
 from .repvit import RepViT
+from .tinyvit import TinyViT
 
 IMAGE_SIZE = 256
 
 
 class RepMedSAM(nn.Module):
-    def __init__(self, image_encoder: RepViT, mask_decoder: MaskDecoder, prompt_encoder: PromptEncoder) -> None:
+    def __init__(self, image_encoder: RepViT | TinyViT, mask_decoder: MaskDecoder, prompt_encoder: PromptEncoder) -> None:
         super().__init__()
         self.image_encoder = image_encoder
         self.mask_decoder = mask_decoder
@@ -44,3 +46,12 @@ class RepMedSAM(nn.Module):
 def build_rep_medsam() -> RepMedSAM:
     """A Rep-MedSAM with random weights in the official (unfused) layout, in eval mode."""
     return RepMedSAM(RepViT(), MaskDecoder(), PromptEncoder()).eval()
+
+
+def build_lite_medsam() -> RepMedSAM:
+    """LiteMedSAM (TinyViT-5M encoder) with random weights in its checkpoint's layout, in eval mode."""
+    return RepMedSAM(TinyViT(), MaskDecoder(), PromptEncoder()).eval()
+
+
+# architecture name -> builder; the name is also the exported folder's model_type
+BUILDERS = {"rep_medsam": build_rep_medsam, "litemedsam": build_lite_medsam}

@@ -45,19 +45,21 @@ def _embed_teacher(args) -> dict:
 
     from .data import open_source, select_subset
     from .loop import resolve_device
+    from .ov_teacher import open_teacher
     from .state import default_state_dir
-    from .teacher import embed_items, load_teacher
+    from .teacher import embed_items
 
     if args.threads:
         torch.set_num_threads(args.threads)
     source = open_source(args.data)
     items = select_subset(source.items, args.subset, args.seed)
-    teacher = load_teacher(args.teacher)
+    teacher = open_teacher(args.teacher, args.threads, str(resolve_device(args.device)))
     out = Path(args.out).expanduser() if args.out else default_state_dir("teacher")
     size_gb = len(items) * 256 * 64 * 64 * 2 / 1e9
-    log.info("embedding %d images with %s into %s (%.1f GB float16)", len(items), args.teacher, out, size_gb)
+    log.info("embedding %d images with %s (%s) into %s (%.1f GB float16)", len(items), args.teacher,
+             type(teacher).__name__, out, size_gb)
     every = max(1, len(items) // 100)
-    embed_items(teacher, source, items, out, args.batch_size, str(resolve_device(args.device)),
+    embed_items(teacher, source, items, out, args.batch_size,
                 log=lambda done, total: done % every == 0 and log.info("  %d/%d", done, total))
     return {"embeddings": str(out), "images": len(items)}
 

@@ -14,7 +14,7 @@ STAGES = ("pipeline", "finetune", "distill")
 DEFAULT_LR = {"pipeline": 5e-5, "finetune": 1e-5, "distill": 1e-4}
 
 # settings that fix the sample order: a resume with different values would not continue the same run
-RESUME_IDENTITY = ("stage", "arch", "seed", "subset", "balance", "epoch_size", "box_shift")
+RESUME_IDENTITY = ("stage", "arch", "seed", "subset", "balance", "epoch_size", "box_shift", "views")
 
 
 @dataclass
@@ -57,6 +57,8 @@ class TrainConfig:
     seed: int = 0
     cache: bool = False
     teacher_embeddings: str | None = None
+    teacher: str | None = None  # distill: LiteMedSAM checkpoint or model folder for on-the-fly targets
+    views: float = 0.5  # distill with a teacher: share of samples that are augmented views targeted on the fly
     fresh: bool = False
 
     def __post_init__(self) -> None:

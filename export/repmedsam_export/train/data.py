@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from repmedsam_ov.atomic import atomic_path
 from repmedsam_ov.errors import InputError, UsageError
 
 __all__ = ["Item", "FolderSource", "CacheSource", "open_source", "build_cache", "select_subset",
@@ -175,11 +176,9 @@ def build_cache(source: FolderSource, out: str | os.PathLike, items: list[Item] 
         offsets[i] = pos, pos + len(image), pos + len(image), pos + len(image) + len(labels)
         chunks += [image, labels]
         pos += len(image) + len(labels)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, format_version=np.int64(CACHE_FORMAT_VERSION),
-             blob=np.frombuffer(b"".join(chunks), dtype=np.uint8), offsets=offsets,
-             names=np.array([it.name for it in items]), sources=np.array([it.source for it in items]),
-             z=np.array([it.z for it in items], dtype=np.int32))
-    os.replace(tmp, out)
+    with atomic_path(out, suffix=".npz") as tmp:  # np.savez appends .npz to other names
+        np.savez(tmp, format_version=np.int64(CACHE_FORMAT_VERSION),
+                 blob=np.frombuffer(b"".join(chunks), dtype=np.uint8), offsets=offsets,
+                 names=np.array([it.name for it in items]), sources=np.array([it.source for it in items]),
+                 z=np.array([it.z for it in items], dtype=np.int32))
     return out

@@ -20,7 +20,7 @@ from repmedsam_ov import reference
 from .data import Item
 
 __all__ = ["IMAGE_SIZE", "resize_longest_side", "preprocess", "jittered_box", "Augment", "BalancedOrder",
-           "SegmentationSamples", "EmbeddingSamples"]
+           "SegmentationSamples", "EmbeddingSamples", "augmented_view", "dihedral"]
 
 IMAGE_SIZE = 256
 
@@ -164,19 +164,63 @@ class SegmentationSamples(torch.utils.data.Dataset):
                 "box": torch.from_numpy(box), "index": index}
 
 
-class EmbeddingSamples(torch.utils.data.Dataset):
-    """key -> dict(image (3,256,256) f32 preprocessed as at inference, target (256,64,64) f32 teacher
-    embedding). No augmentation: the stored embeddings are of the unaugmented images."""
+def augmented_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A new view of a uint8 (H, W[, 3]) image for distillation: with probability 0.5 a crop of 50–100% of
+    each side (zoom in), a rotation by a multiple of 90°, a horizontal flip with probability 0.5, then a
+    gamma 0.7–1.4 and per-channel gain 0.9–1.1. Returned as uint8, to be preprocessed as at inference."""
+    h, w = image.shape[:2]
+    if rng.random() < 0.5:
+        ch, cw = max(8, int(h * rng.uniform(0.5, 1.0))), max(8, int(w * rng.uniform(0.5, 1.0)))
+        y, x = int(rng.integers(0, h - min(ch, h) + 1)), int(rng.integers(0, w - min(cw, w) + 1))
+        image = image[y: y + ch, x: x + cw]
+    image = np.rot90(image, int(rng.integers(4)))
+    if rng.random() < 0.5:
+        image = image[:, ::-1]
+    gamma = np.exp(rng.uniform(np.log(0.7), np.log(1.4)))
+    gain = rng.uniform(0.9, 1.1, size=3 if image.ndim == 3 else 1)
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    luts = [np.clip(255.0 * g * levels ** gamma + 0.5, 0, 255).astype(np.uint8) for g in gain]
+    if image.ndim == 2:
+        return luts[0][image]
+    return np.stack([luts[c][image[..., c]] for c in range(3)], axis=-1)
 
-    def __init__(self, source, items: list[Item], store) -> None:
-        self.source, self.items, self.store = source, items, store
+
+def dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """Rotate the last two axes by k·90° and optionally flip the last one: applied alike to a (3, 256, 256)
+    input and its (C, 64, 64) target grid, the pair stays aligned."""
+    a = np.rot90(a, k, axes=(-2, -1))
+    return np.ascontiguousarray(a[..., ::-1] if flip else a)
+
+
+class EmbeddingSamples(torch.utils.data.Dataset):
+    """key -> dict(image (3,256,256) f32, target (256,64,64) f32 teacher embedding, index).
+
+    Stored targets (`store`, from embed-teacher) come with a random rotation/flip of input and target grid
+    alike. With a `teacher` (see ov_teacher), a share `views` of the samples (all of them without a store)
+    are `augmented_view`s whose targets the teacher computes on the fly: embeddings need no labels, so
+    every view is a new training pair.
+    """
+
+    def __init__(self, source, items: list[Item], store=None, teacher=None, views: float = 0.0, seed: int = 0):
+        if store is None and teacher is None:
+            raise ValueError("distillation needs stored teacher embeddings or a teacher")
+        self.source, self.items, self.store, self.teacher = source, items, store, teacher
+        self.views = 1.0 if store is None else (views if teacher is not None else 0.0)
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, key):
-        _, _, index = key
+        epoch, position, index = key
+        rng = np.random.default_rng([self.seed, epoch, position])
         item = self.items[index]
         image, _ = self.source.read(item)
-        return {"image": torch.from_numpy(preprocess(image)),
-                "target": torch.from_numpy(self.store.get(item.key).astype(np.float32)), "index": index}
+        if rng.random() < self.views:
+            x = preprocess(augmented_view(resize_longest_side(image), rng))
+            target = self.teacher.embed_batch(x[None])[0].astype(np.float32)
+        else:
+            k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
+            x = dihedral(preprocess(image), k, flip)
+            target = dihedral(self.store.get(item.key).astype(np.float32), k, flip)
+        return {"image": torch.from_numpy(x), "target": torch.from_numpy(target), "index": index}

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from repmedsam_ov.atomic import atomic_path
+
 __all__ = ["default_state_dir", "save_atomic", "load_state", "rng_state", "set_rng_state", "JsonLog"]
 
 
@@ -29,9 +31,8 @@ def default_state_dir(stage: str) -> Path:
 
 
 def save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_state(path: Path) -> dict:

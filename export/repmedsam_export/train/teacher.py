@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repmedsam_ov.atomic import write_bytes_atomic
 from repmedsam_ov.errors import InputError, ModelError
 
-from ..checkpoint import file_sha256
+from ..checkpoint import file_sha256, torch_load
 from ..model.common import LayerNorm2d
 
 __all__ = ["SamViT", "load_teacher", "build_tiny_teacher", "EmbeddingStore", "embed_items"]
@@ -129,6 +130,15 @@ class SamViT(nn.Module):
             x = block(x)
         return self.neck(x.permute(0, 3, 1, 2))
 
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        grid = self.img_size // self.patch_embed.proj.kernel_size[0]
+        return self.neck[0].out_channels, grid, grid
+
+    def embed_batch(self, images_256: np.ndarray) -> np.ndarray:
+        device = self.pos_embed.device
+        return self.embed(torch.from_numpy(images_256).to(device)).cpu().numpy()
+
     @torch.no_grad()
     def embed(self, images_256: torch.Tensor) -> torch.Tensor:
         """images_256: (B, 3, 256, 256) preprocessed student inputs -> (B, 256, 64, 64) embeddings."""
@@ -161,10 +171,7 @@ def load_teacher(path: str | os.PathLike) -> SamViT:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such teacher checkpoint.")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a ModelError with the path
-        raise ModelError(f"{path}: not a PyTorch checkpoint ({type(e).__name__}).") from None
+    obj = torch_load(path)
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if not isinstance(obj, dict):
@@ -216,9 +223,11 @@ class EmbeddingStore:
         return self.data[self.row[key]]
 
 
-def embed_items(teacher: SamViT, source, items, out: str | os.PathLike, batch_size: int = 1,
-                device: str = "cpu", log=None) -> Path:
-    """Compute and store the teacher embedding of every item (resuming a partial store of the same keys)."""
+def embed_items(teacher, source, items, out: str | os.PathLike, batch_size: int = 1, log=None) -> Path:
+    """Compute and store the teacher embedding of every item (resuming a partial store of the same keys).
+
+    teacher: anything with `embed_batch(images (B, 3, 256, 256) float32) -> (B, C, 64, 64)`, `out_shape`
+    (C, 64, 64) and `source_sha256` — a `SamViT` (torch) or an `OpenVINOTeacher`."""
     from .samples import preprocess
 
     out = Path(out)
@@ -227,18 +236,16 @@ def embed_items(teacher: SamViT, source, items, out: str | os.PathLike, batch_si
     index = out / "index.json"
     meta = json.loads(index.read_text()) if index.is_file() else None
     sha = getattr(teacher, "source_sha256", None)
-    grid = teacher.img_size // teacher.patch_embed.proj.kernel_size[0]
-    shape = [len(keys), teacher.neck[0].out_channels, grid, grid]
+    shape = [len(keys), *teacher.out_shape]
     if not meta or meta["keys"] != keys or meta.get("teacher_sha256") != sha or meta["shape"] != shape:
-        meta = {"keys": keys, "done": 0, "teacher_sha256": sha, "input": "student 256 layout, bilinear to "
-                f"{teacher.img_size}", "dtype": "float16", "shape": shape}
+        meta = {"keys": keys, "done": 0, "teacher_sha256": sha, "input": "the student's preprocessed 256 input",
+                "dtype": "float16", "shape": shape}
     data = np.memmap(out / "embeddings.f16", dtype=np.float16, mode="r+" if meta["done"] else "w+",
                      shape=tuple(shape))
-    teacher = teacher.to(device)
     for start in range(meta["done"], len(items), batch_size):
         batch = items[start: start + batch_size]
-        images = torch.stack([torch.from_numpy(preprocess(source.read(it)[0])) for it in batch]).to(device)
-        data[start: start + len(batch)] = teacher.embed(images).cpu().numpy().astype(np.float16)
+        images = np.stack([preprocess(source.read(it)[0]) for it in batch])
+        data[start: start + len(batch)] = teacher.embed_batch(images).astype(np.float16)
         data.flush()
         meta["done"] = start + len(batch)
         _write_json(index, meta)
@@ -249,6 +256,4 @@ def embed_items(teacher: SamViT, source, items, out: str | os.PathLike, batch_si
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
+    write_bytes_atomic(path, json.dumps(obj).encode())

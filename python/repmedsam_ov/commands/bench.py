@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..metrics import label_agreement
+from ._args import positive_int
 
 log = logging.getLogger("repmedsam_ov")
 
@@ -26,8 +27,8 @@ def register(sub) -> None:
     p.add_argument("-m", "--model", metavar="DIR", help="model folder (default: bundled, or exported from --checkpoint)")
     p.add_argument("--checkpoint", metavar="CKPT", help="checkpoint for the torch engine (and to export if no --model)")
     p.add_argument("--synthetic", action="store_true", help="add the 300x512x512, 6-object synthetic scale case")
-    p.add_argument("--repeats", type=int, default=1, help="runs per case and engine (median)")
-    p.add_argument("-t", "--threads", type=int, metavar="N")
+    p.add_argument("--repeats", type=positive_int, default=1, metavar="N", help="runs per case and engine (median)")
+    p.add_argument("-t", "--threads", type=positive_int, metavar="N", help="inference threads (default: all cores)")
     p.add_argument("--json", metavar="FILE", help="append one JSON line per case and engine")
     p.add_argument("--profile", action="store_true",
                    help="also print where the C++ runtime's time went per case (stage seconds summed over threads)")
@@ -84,7 +85,7 @@ def run(args) -> int:
     by_key = {(m.case, m.engine): m for m in results}
     facts = machine_facts(args.threads)
     print(f"\n{facts['cpu']} | {facts['cores']} cores, {facts['threads']} threads | OpenVINO {facts['openvino']} "
-          f"| commit {facts['commit']} | Dice against {reference}")
+          f"| repmedsam-ov {facts['version']}, commit {facts['commit']} | Dice against {reference}")
     header = f"{'case':<44} {'engine':<14} {'s':>8} {'x torch':>8} {'slices/s':>8} {'ms/box':>7} {'RSS MB':>7} {'Dice':>7}"
     print(header)
     print("-" * len(header))

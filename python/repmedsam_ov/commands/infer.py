@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import CommandFailed, InputError, ModelError, UsageError
 from ..io import load_case, save_segs
+from ._args import positive_int
 
 log = logging.getLogger("repmedsam_ov")
 
@@ -33,10 +34,12 @@ def register(sub) -> None:
                    help="output folder, or for one volume or image an output file (.nii.gz, .nii, .nrrd, .mha, .png, .tif)")
     p.add_argument("--backend", choices=("runtime", "torch"), default="runtime",
                    help="runtime: the C++ OpenVINO runtime (default); torch: the PyTorch reference")
-    p.add_argument("-m", "--model", metavar="MODEL_DIR", help="exported model folder (runtime backend; default: bundled)")
+    p.add_argument("-m", "--model", metavar="MODEL_DIR",
+                   help="exported model folder (runtime backend; default: the model bundled with the package, if "
+                        "this build has one: see `repmedsam-ov info`)")
     p.add_argument("--checkpoint", metavar="CKPT", help="Rep-MedSAM .pth checkpoint (torch backend)")
     p.add_argument("--precision", choices=("auto", "f32", "bf16", "int8"), default="auto", help="runtime precision")
-    p.add_argument("-t", "--threads", type=int, metavar="N", help="inference threads (default: all cores)")
+    p.add_argument("-t", "--threads", type=positive_int, metavar="N", help="inference threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("-b", "--boxes", metavar="FILE|DIR",
                    help="box file (.json or .csv) or a folder of <name>.boxes.json|csv (default: beside each image)")
@@ -48,7 +51,8 @@ def register(sub) -> None:
     p.add_argument("--window", default="soft-tissue", metavar="NAME|W,L",
                    help="CT window: soft-tissue (400,40; default), lung (1500,-600), bone (1800,400) or WIDTH,LEVEL in HU")
     p.add_argument("--overlay", metavar="DIR", help="also write PNG overlays (image, masks, boxes) to DIR")
-    p.add_argument("-j", "--workers", type=int, default=1, metavar="N", help="cases processed in parallel (default 1)")
+    p.add_argument("-j", "--workers", type=positive_int, default=1, metavar="N",
+                   help="cases processed in parallel (default 1)")
     p.set_defaults(func=run)
 
 
@@ -130,8 +134,6 @@ def _options(args, n_cases: int):
     boxes = Path(args.boxes) if args.boxes else None
     if boxes is not None and not boxes.exists():
         raise UsageError(f"--boxes {boxes}: no such file or folder.")
-    if args.workers < 1:
-        raise UsageError(f"--workers {args.workers}: expected a positive number of workers.")
     return FileOptions(boxes=boxes, box_space=args.box_space, shared_boxes=boxes is not None and boxes.is_file()
                        and n_cases > 1, modality=args.modality, window=parse_window(args.window),
                        overlay=Path(args.overlay) if args.overlay else None)

