@@ -1,5 +1,6 @@
-"""Segmentation engines by name, each a callable case -> labels: the C++ runtime at a precision, the plain
-OpenVINO-Python loop, or the torch reference (imported lazily; it needs the export extra)."""
+"""Segmentation engines by name, each a callable case -> labels: the C++ runtime at a precision, LiteMedSAM
+through the same runtime, the plain OpenVINO-Python loop, the torch reference (imported lazily; it needs the
+export extra), or the model-free box fill."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from .errors import ModelError, UsageError
 
 __all__ = ["ENGINES", "RuntimeEngine", "make_engine"]
 
-ENGINES = ("runtime-f32", "runtime-bf16", "runtime-int8", "ov-python", "ov-python-f32", "torch")
+ENGINES = ("runtime-f32", "runtime-bf16", "runtime-int8", "litemedsam-f32", "litemedsam-bf16", "ov-python",
+           "ov-python-f32", "torch", "box-fill")
 
 
 class RuntimeEngine:
@@ -29,9 +31,35 @@ class RuntimeEngine:
         return labels
 
 
-def make_engine(name: str, model_dir: Path | None, checkpoint: str | None, threads: int | None):
+def box_fill_engine(case):
+    from .reference import box_fill
+
+    return box_fill(case.imgs.shape, case.boxes, case.is_3d)
+
+
+def litemedsam_model_dir(folder: Path | None) -> Path:
+    """`folder`, else LiteMedSAM exported by the teacher tooling into the cache (see litemedsam_weights)."""
+    from .litemedsam_weights import default_path, ir_folder
+
+    folder = folder or ir_folder(default_path())
+    if not (folder / "encoder.xml").is_file():
+        raise UsageError(f"the litemedsam engines need a LiteMedSAM model folder ({folder} has none): "
+                         "`repmedsam-ov train get-teacher`, then `repmedsam-ov export "
+                         f"{default_path()} -o {folder}`, or pass --litemedsam DIR.")
+    return folder
+
+
+def make_engine(name: str, model_dir: Path | None, checkpoint: str | None, threads: int | None,
+                litemedsam_dir: Path | None = None):
     """name (one of ENGINES, or runtime-auto) -> a callable case -> segs, for the CLI (errors name its -m
     option); model_dir None = the bundled model. Raises UsageError or ModelError."""
+    if name == "box-fill":
+        return box_fill_engine
+    if name.startswith("litemedsam-"):
+        from .segmenter import Segmenter
+
+        folder = litemedsam_model_dir(litemedsam_dir)
+        return RuntimeEngine(Segmenter(folder, precision=name.split("-", 1)[1], threads=threads))
     if name.startswith(("runtime-", "ov-python")):
         from .segmenter import resolve_model_dir
 

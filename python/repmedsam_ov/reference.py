@@ -76,3 +76,18 @@ def propagation_walk(z_min: int, z_max: int, depth: int) -> tuple[int, list[tupl
     walk = [(z, z - 1) for z in range(z_mid, min(z_max, depth - 1) + 1)]
     walk += [(z, z + 1) for z in range(z_mid - 1, z_min - 1, -1)]
     return z_mid, walk
+
+
+def box_fill(image_shape: tuple[int, ...], boxes: np.ndarray, is_3d: bool) -> np.ndarray:
+    """The model-free baseline: every box filled with its label (inclusive corners; 3D boxes over z_min..z_max),
+    later boxes over earlier ones; uint8, or uint16 past 255 boxes. What a segmenter must beat to be useful."""
+    shape = image_shape[:3] if is_3d else image_shape[:2]
+    segs = np.zeros(shape, np.uint16 if len(boxes) > 255 else np.uint8)
+    for label, box in enumerate(np.asarray(boxes).astype(int), start=1):
+        if is_3d:
+            x0, y0, z0, x1, y1, z1 = box
+            segs[z0: z1 + 1, y0: y1 + 1, x0: x1 + 1] = label
+        else:
+            x0, y0, x1, y1 = box
+            segs[y0: y1 + 1, x0: x1 + 1] = label
+    return segs

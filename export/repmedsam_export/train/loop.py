@@ -177,9 +177,13 @@ class Trainer:
             if cfg.teacher:
                 from .ov_teacher import open_teacher
 
-                teacher = open_teacher(cfg.teacher, cfg.threads)
-            store = EmbeddingStore(folder) if (folder / "index.json").is_file() or teacher is None else None
-            return EmbeddingSamples(self.source, self.items, store, teacher, cfg.views, cfg.seed)
+                teacher = open_teacher(cfg.teacher, cfg.threads, self.device.type)
+            if teacher is not None and not (folder / "index.json").is_file():
+                if cfg.views < 1:  # the views share is part of the run's identity: never switched silently
+                    raise UsageError(f"{folder}: no stored teacher embeddings; pass --views 1 to train on "
+                                     "on-the-fly targets only, or run embed-teacher first.")
+                return EmbeddingSamples(self.source, self.items, None, teacher, 1.0, cfg.seed)
+            return EmbeddingSamples(self.source, self.items, EmbeddingStore(folder), teacher, cfg.views, cfg.seed)
         return SegmentationSamples(self.source, self.items, Augment(cfg.flips, cfg.colour_jitter), cfg.seed,
                                    cfg.box_shift)
 

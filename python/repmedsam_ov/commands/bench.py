@@ -23,9 +23,13 @@ def register(sub) -> None:
                                    "and label Dice against the reference engine.")
     p.add_argument("cases", nargs="*", metavar="CASE", help=".npz cases or folders of them")
     p.add_argument("--engines", default="runtime-bf16,ov-python,torch",
-                   help="comma-separated: runtime-f32, runtime-bf16, runtime-int8, ov-python, ov-python-f32, torch")
+                   help="comma-separated: runtime-f32, runtime-bf16, runtime-int8, litemedsam-f32, litemedsam-bf16, "
+                        "ov-python, ov-python-f32, torch, box-fill")
     p.add_argument("-m", "--model", metavar="DIR", help="model folder (default: bundled, or exported from --checkpoint)")
     p.add_argument("--checkpoint", metavar="CKPT", help="checkpoint for the torch engine (and to export if no --model)")
+    p.add_argument("--litemedsam", metavar="DIR", type=Path,
+                   help="LiteMedSAM model folder for the litemedsam-* engines (default: the one exported into the "
+                        "cache next to `train get-teacher`'s checkpoint)")
     p.add_argument("--synthetic", action="store_true", help="add the 300x512x512, 6-object synthetic scale case")
     p.add_argument("--repeats", type=positive_int, default=1, metavar="N", help="runs per case and engine (median)")
     p.add_argument("-t", "--threads", type=positive_int, metavar="N", help="inference threads (default: all cores)")
@@ -77,7 +81,7 @@ def run(args) -> int:
         from repmedsam_export.to_ir import export_model  # needs the export extra, like the torch engine
 
         model_dir = export_model(args.checkpoint, Path(tempfile.mkdtemp()) / "model")
-    built = {name: make_engine(name, model_dir, args.checkpoint, args.threads) for name in engines}
+    built = {name: make_engine(name, model_dir, args.checkpoint, args.threads, args.litemedsam) for name in engines}
     precisions = {name: _precision(engine) for name, engine in built.items()}
     results = run_bench(built, cases, args.repeats, progress=None if args.quiet else log.info)
 

@@ -33,10 +33,22 @@ def collect() -> dict:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "model_bundled": bundled_model_dir() is not None,
+        "bundled_model": _bundled_name(),
         "default_model_dir": default,
         "auto_precision": precision,
         "auto_precision_reason": reason,
     }
+
+
+def _bundled_name() -> str | None:
+    """The bundled model's name and origin, from the model.json beside its IR."""
+    from ..segmenter import bundled_model_dir
+
+    folder = bundled_model_dir()
+    if folder is None or not (folder / "model.json").is_file():
+        return None
+    card = json.loads((folder / "model.json").read_text())
+    return f"{card['name']} ({card['source']})"
 
 
 def run(args) -> int:

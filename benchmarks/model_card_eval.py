@@ -1,0 +1,99 @@
+"""Accuracy of segmentation engines on the eval set, per source, the challenge's way (DSC/NSD through
+`repmedsam_ov.metrics`, as `repmedsam-ov evaluate`), for the model card; plus each engine's label agreement
+with a reference engine (e.g. auto precision against f32).
+
+    python benchmarks/model_card_eval.py ../shared/data/eval --engines runtime-auto,runtime-f32,litemedsam-f32,box-fill \
+        --agreement runtime-auto:runtime-f32 --out /tmp/card --json benchmarks/results/model-card.jsonl
+
+Engines are `repmedsam-ov bench`'s (`-m` / `--litemedsam` as there). Segmentations go to OUT/<engine>/, so a
+second run can re-score them with `repmedsam-ov evaluate`. Prints a markdown table: per source the mean
+case DSC / NSD of each engine, then the per-case mean over all cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from repmedsam_ov.bench import machine_facts
+from repmedsam_ov.commands.evaluate import score_file
+from repmedsam_ov.engines import make_engine
+from repmedsam_ov.io import load_case, save_segs
+from repmedsam_ov.metrics import label_agreement
+
+
+def source_of(name: str) -> str:
+    """2DBox_Endoscopy_KvasirSEG_x -> Endoscopy/KvasirSEG; 3DBox_CT_biomedparse_AMOS_x -> CT/biomedparse."""
+    parts = name.split("_")
+    return f"{parts[1]}/{parts[2]}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("eval_dir", type=Path, help="folder with imgs/ and gts/")
+    p.add_argument("--engines", default="runtime-auto,runtime-f32,box-fill")
+    p.add_argument("--agreement", action="append", default=[], metavar="A:B",
+                   help="also report the mean label Dice of engine A against engine B")
+    p.add_argument("-m", "--model", type=Path)
+    p.add_argument("--litemedsam", type=Path)
+    p.add_argument("-t", "--threads", type=int)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--json", type=Path, help="append one JSON line per engine and source")
+    args = p.parse_args()
+
+    engines = [e for e in args.engines.split(",") if e]
+    built = {e: make_engine(e, args.model, None, args.threads, args.litemedsam) for e in engines}
+    cases = sorted((args.eval_dir / "imgs").glob("*.npz"))
+    rows: dict[str, list] = {e: [] for e in engines}
+    segs_of: dict[tuple[str, str], np.ndarray] = {}
+    seconds = {e: 0.0 for e in engines}
+    for i, path in enumerate(cases, 1):
+        case = load_case(path)
+        for engine, run in built.items():
+            start = time.perf_counter()
+            segs = run(case)
+            seconds[engine] += time.perf_counter() - start
+            out = args.out / engine
+            out.mkdir(parents=True, exist_ok=True)
+            save_segs(out / path.name, segs)
+            segs_of[(engine, path.name)] = segs
+            row = score_file(path.name, out, args.eval_dir / "gts", args.eval_dir / "imgs")
+            if row.error:
+                raise SystemExit(row.error)
+            rows[engine].append((source_of(path.stem), row.dsc, row.nsd, len(case.boxes)))
+        print(f"[{i}/{len(cases)}] {path.stem}: " + ", ".join(f"{e} {rows[e][-1][1]:.3f}" for e in engines),
+              flush=True)
+
+    sources = sorted({r[0] for r in rows[engines[0]]})
+    print(f"\n| source | cases | " + " | ".join(f"{e} DSC / NSD" for e in engines) + " |")
+    print("|---|---|" + "---|" * len(engines))
+    records = []
+    for source in sources + ["all (per-case mean)"]:
+        cells = []
+        for e in engines:
+            sel = [r for r in rows[e] if source.startswith("all") or r[0] == source]
+            dsc, nsd = float(np.mean([r[1] for r in sel])), float(np.mean([r[2] for r in sel]))
+            cells.append(f"{dsc:.3f} / {nsd:.3f}")
+            records.append({"engine": e, "source": source, "cases": len(sel), "dsc": dsc, "nsd": nsd})
+        print(f"| {source} | {len(sel)} | " + " | ".join(cells) + " |")
+    print("\nseconds over the set: " + ", ".join(f"{e} {s:.1f}" for e, s in seconds.items()))
+    for pair in args.agreement:
+        a, b = pair.split(":")
+        dices = [float(np.mean(label_agreement(segs_of[(a, c.name)], segs_of[(b, c.name)],
+                                               len(load_case(c).boxes)))) for c in cases]
+        print(f"label Dice {a} vs {b}: mean {np.mean(dices):.5f}, min {np.min(dices):.5f}")
+        records.append({"agreement": pair, "mean": float(np.mean(dices)), "min": float(np.min(dices))})
+    facts = machine_facts(args.threads)
+    print(f"{facts['cpu']}, {facts['threads']} threads, repmedsam-ov {facts['version']} commit {facts['commit']}")
+    if args.json:
+        with open(args.json, "a") as f:
+            for r in records:
+                f.write(json.dumps(r | facts | {"seconds": seconds.get(r.get("engine"))}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Distillation from a teacher run by OpenVINO: the teacher wrapper, embed-teacher through a model folder,
+stored targets turned with their inputs, on-the-fly targets for augmented views, and a Rep-MedSAM started
+from LiteMedSAM's decoder. The teacher here is a tiny OpenVINO encoder (4x4 average pool, then a 1x1
+convolution to 32 channels): equivariant to 90° turns and flips, so turned targets can be checked exactly."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import openvino as ov  # noqa: E402
+import openvino.opset13 as ops  # noqa: E402
+
+from repmedsam_export.model import build_lite_medsam  # noqa: E402
+from repmedsam_export.train import Trainer, TrainConfig  # noqa: E402
+from repmedsam_export.train.data import CacheSource, build_cache, open_source, select_subset  # noqa: E402
+from repmedsam_export.train.ov_teacher import OpenVINOTeacher, open_teacher  # noqa: E402
+from repmedsam_export.train.samples import EmbeddingSamples, augmented_view, dihedral, preprocess  # noqa: E402
+from repmedsam_export.train.teacher import EmbeddingStore  # noqa: E402
+from repmedsam_ov.cli import main  # noqa: E402
+
+from ..conftest import SHARED  # noqa: E402
+
+TRAIN = SHARED / "data" / "train"
+WEIGHTS = np.linspace(-1, 1, 32 * 3, dtype=np.float32).reshape(32, 3, 1, 1)
+pytestmark = pytest.mark.skipif(not TRAIN.is_dir(), reason=f"{TRAIN}: training data not found")
+
+
+def pool_teacher(folder):
+    image = ops.parameter([-1, 3, 256, 256], np.float32, name="image")
+    pooled = ops.avg_pool(image, [4, 4], [0, 0], [0, 0], [4, 4], exclude_pad=True)
+    out = ops.convolution(pooled, ops.constant(WEIGHTS), [1, 1], [0, 0], [0, 0], [1, 1])
+    out.output(0).get_tensor().set_names({"embedding"})
+    model = ov.Model([out], [image], "pool_teacher")
+    model.set_rt_info("ab" * 32, ["model_info", "checkpoint_sha256"])
+    folder.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, folder / "encoder.xml", compress_to_fp16=False)
+    return folder
+
+
+def expected_embedding(x: np.ndarray) -> np.ndarray:
+    pooled = x.reshape(3, 64, 4, 64, 4).mean(axis=(2, 4))
+    return np.einsum("oc,chw->ohw", WEIGHTS[:, :, 0, 0], pooled)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    folder = open_source(TRAIN)
+    return build_cache(folder, tmp_path_factory.mktemp("cache") / "c.npz", select_subset(folder.items, 6))
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    return pool_teacher(tmp_path_factory.mktemp("teacher") / "model")
+
+
+def test_openvino_teacher_computes_the_model(teacher_dir):
+    teacher = open_teacher(teacher_dir)
+    assert isinstance(teacher, OpenVINOTeacher) and teacher.out_shape == (32, 64, 64)
+    assert teacher.source_sha256 == "ab" * 32
+    x = np.random.default_rng(0).random((2, 3, 256, 256), dtype=np.float32)
+    got = OpenVINOTeacher(teacher_dir, precision="f32").embed_batch(x)
+    np.testing.assert_allclose(got, np.stack([expected_embedding(v) for v in x]), atol=1e-5)
+
+
+def test_turned_stored_targets_equal_the_teacher_on_turned_inputs():
+    x = np.random.default_rng(1).random((3, 256, 256), dtype=np.float32)
+    for k in range(4):
+        for flip in (False, True):
+            np.testing.assert_allclose(dihedral(expected_embedding(x), k, flip),
+                                       expected_embedding(dihedral(x, k, flip)), atol=1e-5)
+
+
+def test_augmented_views_are_seeded_uint8_images():
+    image = (np.arange(60 * 80 * 3) % 251).astype(np.uint8).reshape(60, 80, 3)
+    a = augmented_view(image, np.random.default_rng([0, 1]))
+    b = augmented_view(image, np.random.default_rng([0, 1]))
+    assert a.dtype == np.uint8 and a.ndim == 3 and np.array_equal(a, b)
+    grey = augmented_view(image[..., 0], np.random.default_rng(2))
+    assert grey.ndim == 2 and grey.dtype == np.uint8
+
+
+def test_embed_teacher_and_distill_with_views(tmp_path, cache, teacher_dir, capsys):
+    emb = tmp_path / "emb"
+    assert main(["train", "embed-teacher", "-q", str(teacher_dir), "--data", str(cache), "-o", str(emb)]) == 0
+    store = EmbeddingStore(emb)
+    source = CacheSource(cache)
+    first = source.items[0]
+    np.testing.assert_allclose(store.get(first.key), expected_embedding(preprocess(source.read(first)[0])),
+                               rtol=1e-2, atol=2e-2)  # float16 storage, bf16 inference where the CPU has it
+
+    samples = EmbeddingSamples(source, source.items, store, open_teacher(teacher_dir), views=0.5)
+    kinds = set()
+    for pos in range(12):
+        s = samples[(0, pos, pos % len(source.items))]
+        target = expected_embedding(s["image"].numpy())  # stored (turned) or on the fly: always the teacher's
+        np.testing.assert_allclose(s["target"].numpy(), target, rtol=2e-2, atol=5e-2)
+        kinds.add(bool(np.random.default_rng([0, 0, pos]).random() < 0.5))
+    assert kinds == {True, False}
+
+    for name, extra in (("stored+views", ["--teacher-embeddings", str(emb)]),
+                        ("views only", ["--teacher-embeddings", str(tmp_path / "none"), "--views", "1"])):
+        state = tmp_path / name
+        capsys.readouterr()
+        assert main(["train", "distill", "-q", "--data", str(cache), "--arch", "tiny", "--state", str(state),
+                     "--teacher", str(teacher_dir), *extra, "-b", "2", "--max-steps", "2"]) == 0
+        assert json.loads(capsys.readouterr().out)["step"] == 2
+        steps = [json.loads(line) for line in (state / "log.jsonl").read_text().splitlines()]
+        assert all(math.isfinite(r["mse"]) for r in steps if r["event"] == "step")
+
+
+def test_views_below_one_need_stored_embeddings(tmp_path, cache, teacher_dir, capsys):
+    assert main(["train", "distill", "-q", "--data", str(cache), "--arch", "tiny", "--state", str(tmp_path / "s"),
+                 "--teacher", str(teacher_dir), "--teacher-embeddings", str(tmp_path / "none"), "--max-steps", "1"]) == 2
+    assert "pass --views 1" in capsys.readouterr().err
+
+
+def test_rep_medsam_starts_from_the_litemedsam_decoder(tmp_path, cache):
+    lite = build_lite_medsam().state_dict()
+    with torch.no_grad():
+        lite["mask_decoder.iou_prediction_head.layers.0.bias"] += 0.5  # not an init value
+    ckpt = tmp_path / "lite.pth"
+    torch.save(lite, ckpt)
+    trainer = Trainer(TrainConfig(stage="pipeline", data=str(cache), state=str(tmp_path / "s"), init=str(ckpt),
+                                  threads=torch.get_num_threads()))
+    got = trainer.model.state_dict()
+    for k, v in lite.items():
+        if not k.startswith("image_encoder."):
+            assert torch.equal(got[k], v), k
+    assert any(k.startswith("image_encoder.features.") for k in got)
