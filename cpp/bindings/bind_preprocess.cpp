@@ -1,4 +1,6 @@
 // Test hooks for the C++ pre- and postprocessing, so Python tests can compare them with cv2 and torch.
+#include <limits>
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -17,6 +19,8 @@ using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 // (H, W) or (H, W, C) uint8 -> (h, w, cn)
 void image_dims(const py::buffer_info& info, int& h, int& w, int& cn) {
   if (info.ndim != 2 && info.ndim != 3) throw InvalidInput("image must have shape (H, W) or (H, W, C)");
+  for (const auto side : info.shape)  // int sizes below: a side of 2^31 or more would wrap
+    if (side > std::numeric_limits<int>::max()) throw InvalidInput("image sides must be below 2^31");
   h = static_cast<int>(info.shape[0]);
   w = static_cast<int>(info.shape[1]);
   cn = info.ndim == 3 ? static_cast<int>(info.shape[2]) : 1;
@@ -78,7 +82,9 @@ py::tuple upsample(F32Array logits, int new_h, int new_w, int h, int w) {
 
 py::object mask_box(U8Array mask) {
   const py::buffer_info info = mask.request();
-  if (info.ndim != 2 || info.shape[0] < 1 || info.shape[1] < 1) throw InvalidInput("mask must be (H, W) uint8");
+  if (info.ndim != 2 || info.shape[0] < 1 || info.shape[1] < 1 || info.shape[0] > std::numeric_limits<int>::max() ||
+      info.shape[1] > std::numeric_limits<int>::max())
+    throw InvalidInput("mask must be (H, W) uint8 with sides below 2^31");
   Box box;
   std::vector<uint8_t> scratch;
   if (!box_from_mask(static_cast<const uint8_t*>(info.ptr), static_cast<int>(info.shape[0]),

@@ -1,6 +1,8 @@
 // repmedsam_ov._core.Segmenter: arrays in, label arrays out; the GIL is released while C++ works.
 // The Python wrapper (repmedsam_ov.segmenter) validates and converts inputs first; the checks here keep
 // direct callers safe too.
+#include <limits>
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -13,16 +15,32 @@ using namespace repmedsam;
 
 namespace {
 
+// The C++ views hold int sizes: a side of 2^31 or more would wrap (a (2^32 + 3, 1) image was segmented as
+// 3 rows, the rest of its label map left unwritten), so it is refused here, before any cast.
+void check_sides(const py::array& a, const char* name) {
+  for (py::ssize_t i = 0; i < a.ndim(); ++i)
+    if (a.shape(i) > std::numeric_limits<int>::max())
+      throw InvalidInput(std::string(name) + " has a side of " + std::to_string(a.shape(i)) +
+                         " pixels; sides must be below 2^31.");
+}
+
 py::array_t<uint8_t> image_array(const py::array& a, const char* name) {
   if (!py::isinstance<py::array_t<uint8_t>>(a) || a.dtype().kind() != 'u' || a.itemsize() != 1)
     throw InvalidInput(std::string(name) + " must have dtype uint8, got " + std::string(py::str(a.dtype())) + ".");
   if (!(a.flags() & py::array::c_style)) throw InvalidInput(std::string(name) + " must be C-contiguous.");
+  check_sides(a, name);
   return py::reinterpret_borrow<py::array_t<uint8_t>>(a);
 }
 
 py::array_t<double> box_array(const py::array& a, int columns) {
   if (a.ndim() != 2 || a.shape(1) != columns)
     throw InvalidInput("boxes must have shape (N, " + std::to_string(columns) + ").");
+  const char kind = a.dtype().kind();
+  if (kind != 'i' && kind != 'u' && kind != 'f')  // forcecast would fail (strings, objects) or drop data (complex)
+    throw InvalidInput("boxes must hold integer or float pixel coordinates, got dtype " +
+                       std::string(py::str(a.dtype())) + ".");
+  if (a.shape(0) > 65535)
+    throw InvalidInput("at most 65535 boxes fit the uint16 label map, got " + std::to_string(a.shape(0)) + ".");
   return py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
 }
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .commands import COMMANDS
@@ -31,11 +32,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     """Progress and per-case errors go to stderr as plain lines (not through the root logger)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_own_stderr())
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     log.propagate = False
+
+
+def _own_stderr():
+    """sys.stderr, or where it is the process's descriptor 2, a stream on a duplicate of it: readers mute
+    descriptor 2 while C++ libraries parse a file (medical_io), and our lines must not be muted with them."""
+    if sys.stderr is not sys.__stderr__ or sys.stderr is None:
+        return sys.stderr  # captured (tests) or replaced by the caller: write where we are told
+    global _STDERR
+    if _STDERR is None:
+        try:
+            sys.stderr.flush()
+            _STDERR = open(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding=sys.stderr.encoding,
+                           errors="backslashreplace")
+        except (OSError, AttributeError, ValueError):
+            return sys.stderr
+    return _STDERR
+
+
+_STDERR = None
 
 
 def main(argv: list[str] | None = None) -> int:

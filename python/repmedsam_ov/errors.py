@@ -6,8 +6,24 @@ Imports nothing heavy: the CLI maps these to exit code 1 and a one-line message.
 __all__ = ["CommandFailed", "InputError", "ModelError", "UsageError"]
 
 
+_MAX_MESSAGE = 600  # characters; a message quoting a hostile file's bytes is cut in the middle
+
+
+def _one_line(message: str) -> str:
+    """One readable line: newlines folded, and at most _MAX_MESSAGE characters (the file name at the start and
+    the "expected ..." at the end are kept; fuzzing found messages of 40,000 characters quoting zip headers)."""
+    text = " ".join(str(message).split("\n"))
+    if len(text) <= _MAX_MESSAGE:
+        return text
+    return f"{text[:_MAX_MESSAGE * 2 // 3]} [... {len(text) - _MAX_MESSAGE} characters ...] {text[-_MAX_MESSAGE // 3:]}"
+
+
 class InputError(ValueError):
-    """Bad input data: a case file, an array or a box that does not meet the documented contract."""
+    """Bad input data: a case file, an array or a box that does not meet the documented contract. The message
+    is kept to one line of at most 600 characters."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(_one_line(message))
 
 
 class ModelError(RuntimeError):

@@ -32,7 +32,8 @@ class FileOptions:
     """boxes: --boxes (a file, a folder of `<stem>.boxes.json|csv`, or None: beside the image); box_space:
     'voxel', 'world' or None (the box file's "space", else voxel); shared_boxes: one box file serves several
     inputs, so it must name its image; modality and window (width, level) HU: intensity preprocessing;
-    overlay: folder for PNG overlays or None."""
+    overlay: folder for PNG overlays or None; max_voxels: the largest input (values) to read, None =
+    `limits.max_voxels()`."""
 
     boxes: Path | None = None
     box_space: str | None = None
@@ -40,6 +41,7 @@ class FileOptions:
     modality: str = "auto"
     window: tuple[float, float] = (400.0, 40.0)
     overlay: Path | None = None
+    max_voxels: int | None = None
 
 
 def _boxes_for(image: Path, columns: int, options: FileOptions) -> BoxSpec:
@@ -65,7 +67,7 @@ def _space(spec: BoxSpec, options: FileOptions) -> str:
 
 def segment_image_file(path: Path, target: Path, segment, options: FileOptions) -> int:
     """A 2D image -> label PNG/TIFF (H, W) at `target`. Returns the number of boxes."""
-    image = read_image_2d(path)
+    image = read_image_2d(path, options.max_voxels)
     spec = _boxes_for(path, 4, options)
     if _space(spec, options) == "world":
         raise InputError(f"{spec.path}: world (mm) boxes need a volume with a geometry; 2D boxes are pixels.")
@@ -87,7 +89,7 @@ def segment_image_file(path: Path, target: Path, segment, options: FileOptions) 
 def segment_volume_file(path: Path, target: Path, segment, options: FileOptions) -> int:
     """A volume file or DICOM series folder -> a label volume at `target` in its exact geometry. Returns the
     number of boxes."""
-    volume = read_volume(path)
+    volume = read_volume(path, options.max_voxels)
     g = volume.geometry
     spec = _boxes_for(path, 6, options)
     if spec.size is not None and tuple(spec.size) != tuple(g.size):

@@ -9,7 +9,9 @@ Imports numpy only.
 from __future__ import annotations
 
 import os
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
+from .limits import check_values
 
 __all__ = ["Case", "load_case", "validate_boxes", "save_segs", "segs_dtype"]
 
@@ -43,8 +46,12 @@ class Case:
         return self.boxes.shape[1] == 6
 
 
-def load_case(path: str | os.PathLike) -> Case:
-    """Load and validate one challenge npz (loaded with allow_pickle=False). Raises InputError."""
+def load_case(path: str | os.PathLike, *, max_voxels: int | None = None) -> Case:
+    """Load and validate one challenge npz (loaded with allow_pickle=False). Raises InputError.
+
+    Each array's npy header is read first: an array declaring more values than `max_voxels` (default
+    `limits.max_voxels()`), more than 65535 boxes, or more data than its zip member holds is refused before
+    anything is allocated or decompressed."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file.")
@@ -57,15 +64,56 @@ def load_case(path: str | os.PathLike) -> Case:
             if missing:
                 found = ", ".join(keys) or "nothing"
                 raise InputError(f"{path}: missing key '{missing[0]}' (found: {found}). {_EXPECTED}")
+            names = ("imgs", "boxes", "spacing") if "spacing" in keys else ("imgs", "boxes")
+            for name in names:
+                _check_member(path, npz.zip, name, max_voxels)
             imgs, boxes = npz["imgs"], npz["boxes"]
             spacing = npz["spacing"] if "spacing" in keys else None
     except InputError:
         raise
     except ValueError as e:  # object arrays refused by allow_pickle=False, or a corrupt header
         raise InputError(f"{path}: cannot read the arrays ({e}). {_EXPECTED}") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as e:
+        # a corrupt deflate stream (zlib.error), an encrypted member (RuntimeError), an unsupported
+        # compression method (NotImplementedError)
         raise InputError(f"{path}: not a readable .npz archive ({type(e).__name__}: {e}).") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the file ({type(e).__name__}: {e}).") from None
     return _validated(path, imgs, boxes, spacing)
+
+
+# values an array other than 'imgs' may declare: 65535 boxes (the uint16 label map) of 6 values; spacing 3
+_MEMBER_LIMITS = {"boxes": (65535 * 6, "values (at most 65535 boxes of 6)"), "spacing": (64, "values")}
+
+
+def _check_member(path: Path, archive: zipfile.ZipFile, name: str, max_voxels: int | None) -> None:
+    """Read the npy header of member `name` and refuse, before loading, what np.load should not allocate."""
+    members = archive.namelist()
+    info = archive.getinfo(name if name in members else name + ".npy")  # np.load's lookup order
+    where = f"{path}: '{name}'"
+    with archive.open(info) as member:
+        try:
+            version = np.lib.format.read_magic(member)
+            reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in reader:
+                raise ValueError(f"npy format version {version[0]}.{version[1]}, expected 1.0 or 2.0")
+            shape, _, dtype = reader[version](member)
+        except (ValueError, SyntaxError, TypeError, tokenize.TokenError) as e:  # numpy parses the header as Python
+            raise InputError(f"{where}: not a readable npy array header ({e}). {_EXPECTED}") from None
+        header = member.tell()
+    if dtype.hasobject:
+        raise InputError(f"{path}: cannot read the arrays ('{name}' holds Python objects, dtype {dtype}, which are "
+                         f"never loaded: a pickle can run code). {_EXPECTED}")
+    if name in _MEMBER_LIMITS:
+        cap, what = _MEMBER_LIMITS[name]
+        if int(np.prod(shape, dtype=object)) > cap:
+            raise InputError(f"{where}: declares shape {shape}, more than {cap:,} {what}. {_EXPECTED}")
+    else:
+        check_values(where, shape, max_voxels, "values")
+    need = header + int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if info.file_size < need:
+        raise InputError(f"{where}: truncated array: its header declares {need:,} bytes but the archive member "
+                         f"holds {info.file_size:,} (copy or download the file again).")
 
 
 def _open_npz(path: Path, f):

@@ -14,8 +14,12 @@ reading: SimpleITK fills a truncated .nii.gz with zeros without a word. Imports 
 from __future__ import annotations
 
 import gzip
+import logging
+import os
 import struct
+import threading
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,7 @@ import numpy as np
 
 from .atomic import atomic_path, write_bytes_atomic
 from .errors import InputError
+from .limits import check_values
 
 __all__ = ["Geometry", "Volume", "VOLUME_EXTS", "IMAGE_EXTS", "is_dicom_folder", "kind_of", "read_image_2d",
            "read_volume", "split_ext", "write_labels_2d", "write_labels_3d"]
@@ -62,6 +67,42 @@ def kind_of(path: Path) -> str | None:
     return "npz" if ext == ".npz" else "volume" if ext in VOLUME_EXTS else "image" if ext in IMAGE_EXTS else None
 
 
+_mute_lock = threading.Lock()
+_mute = {"depth": 0, "saved": -1}
+
+
+@contextmanager
+def _native_stderr_muted():
+    """Silence what C++ libraries print straight to file descriptor 2 while they read a file (ITK's MetaIO and
+    GDCM, libpng/libtiff through OpenCV write lines such as "MetaImage: Read: Cannot parse file" that no
+    switch turns off), so a failure stays one line: its exception carries the reason. Nested and concurrent
+    readers share one redirection; with -v (debug logging) nothing is muted. The CLI writes its own lines
+    through a duplicate of descriptor 2 (cli.py), so they are never muted."""
+    if logging.getLogger("repmedsam_ov").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    with _mute_lock:
+        if _mute["depth"] == 0:
+            try:
+                saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+            except OSError:
+                saved = devnull = -1
+            if saved >= 0:
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            _mute["saved"] = saved
+        _mute["depth"] += 1
+    try:
+        yield
+    finally:
+        with _mute_lock:
+            _mute["depth"] -= 1
+            if _mute["depth"] == 0 and _mute["saved"] >= 0:
+                os.dup2(_mute["saved"], 2)
+                os.close(_mute["saved"])
+                _mute["saved"] = -1
+
+
 def _sitk():
     """SimpleITK, with ITK's own warnings (printed straight to stderr) silenced: our errors say what matters."""
     import SimpleITK as sitk
@@ -81,7 +122,8 @@ def is_dicom_folder(path: Path) -> bool:
 
     if not any(is_dicom(p) for p in path.iterdir() if p.is_file()):
         return False
-    return bool(_sitk().ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+    with _native_stderr_muted():
+        return bool(_sitk().ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
 
 
 @dataclass(frozen=True)
@@ -130,20 +172,32 @@ def _sitk_error(path: Path, what: str, e: Exception) -> InputError:
     return InputError(f"{path}: cannot read as {what} ({detail}).")
 
 
-def read_volume(path: Path) -> Volume:
-    """A 3D scalar volume from a NIfTI/NRRD/MetaImage file or a DICOM series folder. Raises InputError."""
+def read_volume(path: Path, max_voxels: int | None = None) -> Volume:
+    """A 3D scalar volume from a NIfTI/NRRD/MetaImage file or a DICOM series folder. Raises InputError.
+
+    A file declaring more values (voxels x components) than `max_voxels` (default `limits.max_voxels()`) is
+    refused from its header, before its data are read or decompressed."""
+    with _native_stderr_muted():
+        return _read_volume(path, max_voxels)
+
+
+def _read_volume(path: Path, max_voxels: int | None) -> Volume:
     sitk = _sitk()
     if not path.exists():
         raise InputError(f"{path}: no such file or folder.")
     modality = None
     if path.is_dir():
-        image, modality = _read_dicom_series(path)
+        image, modality = _read_dicom_series(path, max_voxels)
         what = "a DICOM series"
     else:
         what = {".nrrd": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}.get(split_ext(path)[1], "NIfTI")
-        _check_complete(path, what)
+        _check_complete(path, what, max_voxels)
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
         try:
-            image = sitk.ReadImage(str(path))
+            reader.ReadImageInformation()
+            check_values(str(path), (*reader.GetSize(), reader.GetNumberOfComponents()), max_voxels)
+            image = reader.Execute()
         except RuntimeError as e:
             raise _sitk_error(path, what, e) from None
     if image.GetNumberOfComponentsPerPixel() != 1:
@@ -160,7 +214,7 @@ def read_volume(path: Path) -> Volume:
     return Volume(path, array, Geometry.of(image), modality)
 
 
-def _read_dicom_series(path: Path):
+def _read_dicom_series(path: Path, max_voxels: int | None):
     sitk = _sitk()
 
     ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
@@ -191,6 +245,8 @@ def _read_dicom_series(path: Path):
         if steps.min() <= 0 or steps.max() > 1.01 * steps.min():
             raise InputError(f"{path}: DICOM slices are unevenly spaced (gaps {steps.min():.3g} to {steps.max():.3g} "
                              "mm, or repeated positions): slices are missing or two series are mixed.")
+    (w, h), = sizes
+    check_values(str(path), (w, h, len(files), info.GetNumberOfComponents()), max_voxels)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
@@ -199,22 +255,29 @@ def _read_dicom_series(path: Path):
         raise _sitk_error(path, "a DICOM series", e) from None
 
 
-def _check_complete(path: Path, what: str) -> None:
-    """InputError when the file ends before its voxel data does (truncated download or copy)."""
+def _check_complete(path: Path, what: str, max_voxels: int | None = None) -> None:
+    """InputError when the file ends before its voxel data does (truncated download or copy), or when its
+    header declares more values than the limit (checked first: a gzip bomb is never inflated)."""
     try:
         with open(path, "rb") as f:
             head = f.read(4)
         if what == "NIfTI":
-            expected, offset, gz = _nifti_extent(path, head)
+            expected, offset, gz, shape = _nifti_extent(path, head)
         elif what == "NRRD":
-            expected, offset, gz = _nrrd_extent(path)
+            expected, offset, gz, shape = _nrrd_extent(path)
         else:
-            expected, offset, gz = _meta_extent(path)
+            expected, offset, gz, shape = _meta_extent(path)
     except (OSError, EOFError, ValueError, KeyError, struct.error, zlib.error) as e:
         raise InputError(f"{path}: not a readable {what} file ({type(e).__name__}: {e}).") from None
+    if shape is not None:
+        check_values(str(path), shape, max_voxels)
     if expected is None:
         return
-    got = _stream_length(path, offset, gz)
+    try:
+        got = _stream_length(path, offset, gz)
+    except zlib.error as e:  # a corrupt compressed stream: SimpleITK would report only "Uncompress failed"
+        raise InputError(f"{path}: corrupt {what} file: its compressed voxel data cannot be inflated ({e}); copy "
+                         "or download it again.") from None
     if got is None or got < expected:
         raise InputError(f"{path}: truncated {what} file: the voxel data end early (the file is cut short; "
                          "copy or download it again).")
@@ -231,11 +294,24 @@ def _nifti_extent(path: Path, head: bytes):
             dims = struct.unpack(endian + "8h", header[40:56])
             bitpix = struct.unpack(endian + "h", header[72:74])[0]
             offset = struct.unpack(endian + "f", header[108:112])[0]
-            count = int(np.prod([max(d, 1) for d in dims[1:dims[0] + 1]], dtype=np.int64))
-            return int(offset) + count * bitpix // 8, 0, gz
+            if not 0 <= offset < 2**31:  # NaN and inf included: int(inf) would raise OverflowError
+                raise ValueError(f"vox_offset {offset} is not a byte offset")
+            geometry = struct.unpack(endian + "4f", header[76:92]) + struct.unpack(endian + "18f", header[256:328])
+            if not all(np.isfinite(geometry)):
+                # checked before SimpleITK sees the file: ITK's NIfTI reader loops forever on an inf or NaN in the
+                # sform/qform (pixdim[0..3], quatern_b..qoffset_z, srow_x..srow_z)
+                raise ValueError("NaN or infinite values in its geometry (pixdim, qform or sform fields)")
+            if 5 <= dims[0] <= 7 and any(d > 1 for d in dims[5:dims[0] + 1]):
+                # checked before SimpleITK sees the file: ITK 5's NIfTI reader corrupts the heap (free(): invalid
+                # pointer, or a segfault) on an integer vector image with scl_slope != 1
+                raise ValueError(f"{int(np.prod([max(d, 1) for d in dims[5:dims[0] + 1]]))} values per voxel "
+                                 f"(dim[5..7] = {list(dims[5:dims[0] + 1])}), expected a scalar (grey) volume")
+            shape = [max(d, 1) for d in dims[1:dims[0] + 1]]
+            count = int(np.prod(shape, dtype=object))
+            return int(offset) + count * bitpix // 8, 0, gz, shape
     if 540 not in (struct.unpack("<i", header[:4])[0], struct.unpack(">i", header[:4])[0]):
         raise ValueError("no NIfTI header (its first 4 bytes are not 348 or 540)")
-    return None, 0, gz  # NIfTI-2: SimpleITK reads it
+    return None, 0, gz, None  # NIfTI-2: SimpleITK reads it (its size is checked from SimpleITK's header)
 
 
 def _header_lines(path: Path, stop) -> tuple[list[str], int]:
@@ -256,26 +332,29 @@ def _header_lines(path: Path, stop) -> tuple[list[str], int]:
 def _nrrd_extent(path: Path):
     lines, size = _header_lines(path, lambda line: line == "")
     fields = dict((k.strip().lower(), v.strip()) for k, v in (l.split(":", 1) for l in lines[1:] if ": " in l and ":=" not in l))
+    shape = [int(v) for v in fields["sizes"].split()]
     if "data file" in fields or "datafile" in fields:
-        return None, 0, False
+        return None, 0, False, shape
     kind = fields["type"].lower()
     bytes_per = next((n for n, names in _NRRD_SIZES.items() if kind in names), None)
     encoding = fields.get("encoding", "raw").lower()
     if bytes_per is None or encoding not in ("raw", "gzip", "gz"):
-        return None, 0, False
-    count = int(np.prod([int(v) for v in fields["sizes"].split()], dtype=np.int64))
-    return count * bytes_per, size, encoding != "raw"
+        return None, 0, False, shape
+    count = int(np.prod(shape, dtype=object))
+    return count * bytes_per, size, encoding != "raw", shape
 
 
 def _meta_extent(path: Path):
     lines, size = _header_lines(path, lambda line: line.replace(" ", "").startswith("ElementDataFile="))
     fields = dict((k.strip(), v.strip()) for k, v in (l.split("=", 1) for l in lines if "=" in l))
-    if fields.get("ElementDataFile") != "LOCAL" or fields.get("ElementType") not in _MET_SIZES:
-        return None, 0, False
-    count = int(np.prod([int(v) for v in fields["DimSize"].split()], dtype=np.int64))
-    count *= int(fields.get("ElementNumberOfChannels", 1))
+    shape = None
+    if "DimSize" in fields:
+        shape = [int(v) for v in fields["DimSize"].split()] + [int(fields.get("ElementNumberOfChannels", 1))]
+    if fields.get("ElementDataFile") != "LOCAL" or fields.get("ElementType") not in _MET_SIZES or shape is None:
+        return None, 0, False, shape
+    count = int(np.prod(shape, dtype=object))
     compressed = fields.get("CompressedData", "False").lower() == "true"
-    return count * _MET_SIZES[fields["ElementType"]], size, compressed
+    return count * _MET_SIZES[fields["ElementType"]], size, compressed, shape
 
 
 def _stream_length(path: Path, offset: int, compressed: bool) -> int | None:
@@ -293,14 +372,21 @@ def _stream_length(path: Path, offset: int, compressed: bool) -> int | None:
     return total if inflate.eof else None
 
 
-def read_image_2d(path: Path) -> np.ndarray:
-    """A 2D image as stored: (H, W, 3) RGB or (H, W) grey, any integer or float dtype. Raises InputError."""
+def read_image_2d(path: Path, max_voxels: int | None = None) -> np.ndarray:
+    """A 2D image as stored: (H, W, 3) RGB or (H, W) grey, any integer or float dtype. Raises InputError.
+
+    A PNG, JPEG or TIFF whose header declares more values (pixels x channels) than `max_voxels` (default
+    `limits.max_voxels()`) is refused before it is decoded."""
     import cv2
 
     if not path.is_file():
         raise InputError(f"{path}: no such file.")
     data = np.fromfile(path, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    declared = _declared_image_shape(data[:1 << 16].tobytes())
+    if declared is not None:
+        check_values(str(path), declared, max_voxels, "values")
+    with _native_stderr_muted():
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise InputError(f"{path}: cannot decode as an image (truncated or not a PNG/JPEG/TIFF file).")
     if image.ndim == 3:
@@ -312,7 +398,39 @@ def read_image_2d(path: Path) -> np.ndarray:
             raise InputError(f"{path}: {image.shape[2]} channels, expected grey, RGB or RGBA.")
     if 0 in image.shape:
         raise InputError(f"{path}: empty image (shape {image.shape}).")
+    check_values(str(path), image.shape, max_voxels, "values")  # formats whose header was not parsed
     return image
+
+
+def _declared_image_shape(head: bytes) -> tuple[int, int, int] | None:
+    """(width, height, channels) from a PNG IHDR, a JPEG SOF or a TIFF's first IFD; None when not found."""
+    try:
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", head[16:24])
+            return width, height, {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(head[25], 4)
+        if head[:2] == b"\xff\xd8":
+            at = 2
+            while at + 9 < len(head) and head[at] == 0xFF:
+                marker, length = head[at + 1], struct.unpack(">H", head[at + 2:at + 4])[0]
+                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                    height, width = struct.unpack(">HH", head[at + 5:at + 9])
+                    return width, height, head[at + 9]
+                at += 2 + length
+            return None
+        if head[:4] in (b"II*\x00", b"MM\x00*"):
+            e = "<" if head[:2] == b"II" else ">"
+            ifd = struct.unpack(e + "I", head[4:8])[0]
+            count = struct.unpack(e + "H", head[ifd:ifd + 2])[0]
+            tags = {}
+            for i in range(count):
+                tag, kind, _, value = struct.unpack(e + "HHI4s", head[ifd + 2 + 12 * i:ifd + 14 + 12 * i])
+                if kind in (3, 4):
+                    tags[tag] = struct.unpack(e + ("H" if kind == 3 else "I"), value[:2 if kind == 3 else 4])[0]
+            if 256 in tags and 257 in tags:
+                return tags[256], tags[257], tags.get(277, 1)
+    except (struct.error, IndexError):  # a header cut short: the decoder reports it
+        return None
+    return None
 
 
 def write_labels_2d(path: Path, labels: np.ndarray) -> None:

@@ -1,10 +1,12 @@
 """Fixtures of the runtime tests: a toy model folder built with OpenVINO's opset API (instant, for API and
 3D-walk tests), golden cases, and a pure-numpy/cv2 re-implementation of the reference pipeline's 3D walk for
-the toy model. The exported golden model is tests/conftest.py's `golden_model_dir`. No torch in this process.
+the toy model. The exported golden model is tests/conftest.py's `golden_model_dir` (exported once per session);
+`golden_segmenter` compiles it once per option set. No torch in this process.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -63,6 +65,27 @@ def build_toy_model(out: Path, info: dict[str, str] | None = None) -> Path:
 @pytest.fixture(scope="session")
 def toy_model_dir(tmp_path_factory) -> Path:
     return build_toy_model(tmp_path_factory.mktemp("toy") / "model")
+
+
+@pytest.fixture(scope="session")
+def golden_segmenter(golden_model_dir):
+    """`golden_segmenter(**options)`: a `Segmenter(golden_model_dir, precision="f32", **options)` compiled once per
+    session per option set (defaults filled in, so `threads=1` and `threads=1, max_cached_slices=256` share
+    one), for tests that only segment with it."""
+    from repmedsam_ov import Segmenter
+
+    signature = inspect.signature(Segmenter)
+    compiled: dict[tuple, Segmenter] = {}
+
+    def get(**options) -> Segmenter:
+        bound = signature.bind(golden_model_dir, "f32", **options)
+        bound.apply_defaults()
+        key = tuple(sorted((k, str(v)) for k, v in bound.arguments.items()))
+        if key not in compiled:
+            compiled[key] = Segmenter(*bound.args, **bound.kwargs)
+        return compiled[key]
+
+    return get
 
 
 def toy_logits(box: list[int]) -> np.ndarray:

@@ -192,7 +192,7 @@ def test_volume_box_errors_give_the_size_in_box_order(toy_model_dir, tmp_path, c
 # ---- 8: the README's Python example runs; its sections and the ignored export folder --------------------------
 
 def test_readme_python_example_runs(toy_model_dir, tmp_path, monkeypatch, capsys):
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
     sections = re.findall(r"^## (.+)$", readme, re.M)
     assert sections.index("Prerequisites") == sections.index("Set-up") + 1
     assert sections.index("Python API") == sections.index("Command line") + 1

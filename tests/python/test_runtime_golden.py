@@ -1,37 +1,29 @@
 """Golden parity: the golden checkpoint exported with f32 weights and run at f32 reproduces every decoder
 prompt of the published script (/work/shared/golden/trace) and every label with Dice >= 0.999
-(/work/shared/golden/segs), also with one thread and with the embedding cache capped to 4 slices."""
+(/work/shared/golden/segs): every case at default settings in the fast suite; also with one thread and with
+the embedding cache capped to 4 slices under `-m slow` (the toy model checks those settings in the fast suite)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from repmedsam_ov import Segmenter
-
 from ..conftest import GOLDEN_CASES, label_dices
 from .conftest import load_golden
-
-pytestmark = pytest.mark.slow
 
 MIN_DICE = 0.999
 CT = "3DBox_CT_biomedparse_AMOS_amos_0018"
 CT_KEEP = (13, 14)  # objects 14 and 15: the last two (never overwritten), z 0..13, overlapping, at slice 0
 
 
-@pytest.fixture(scope="module")
-def f32(golden_model_dir) -> Segmenter:
-    return Segmenter(golden_model_dir, precision="f32")
-
-
-def _run(seg: Segmenter, imgs: np.ndarray, boxes: np.ndarray):
+def _run(seg, imgs: np.ndarray, boxes: np.ndarray):
     return (seg.segment_3d if boxes.shape[1] == 6 else seg.segment_2d)(imgs, boxes, return_trace=True)
 
 
 @pytest.mark.parametrize("name", GOLDEN_CASES)
-def test_golden_case(f32, name):
+def test_golden_case(golden_segmenter, name):
     imgs, boxes, gold, gold_trace = load_golden(name)
-    labels, trace = _run(f32, imgs, boxes)
+    labels, trace = _run(golden_segmenter(), imgs, boxes)
     assert trace.calls() == gold_trace
     assert labels.dtype == gold.dtype and labels.shape == gold.shape
     dices = label_dices(labels, gold, len(boxes))
@@ -56,11 +48,26 @@ def _ct_subset():
     return imgs, subset, gold, expected_trace
 
 
+@pytest.fixture(scope="module")
+def ct_subset_run(golden_segmenter):
+    """options -> (labels, trace) of the CT subset on `golden_segmenter(**options)`, run once per option set."""
+    imgs, boxes, _, _ = _ct_subset()
+    runs = {}
+
+    def run(**options):
+        seg = golden_segmenter(**options)
+        if seg not in runs:
+            runs[seg] = seg.segment_3d(imgs, boxes, return_trace=True)
+        return runs[seg]
+
+    return run
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("threads,streams,cache", [(1, 1, 256), (2, 2, 4)], ids=["1-thread", "2-streams-cache-4"])
-def test_golden_ct_objects_with_other_threading_and_cache(golden_model_dir, threads, streams, cache):
-    seg = Segmenter(golden_model_dir, precision="f32", threads=threads, streams=streams, max_cached_slices=cache)
-    imgs, boxes, gold, expected_trace = _ct_subset()
-    labels, trace = seg.segment_3d(imgs, boxes, return_trace=True)
+def test_golden_ct_objects_with_other_threading_and_cache(ct_subset_run, threads, streams, cache):
+    _, _, gold, expected_trace = _ct_subset()
+    labels, trace = ct_subset_run(threads=threads, streams=streams, max_cached_slices=cache)
     for i in CT_KEEP:
         assert [list(b) for b in trace.decoder_boxes[i]] == expected_trace[i]
         assert label_dices(labels == i + 1, gold == i + 1, 1)[0] >= MIN_DICE
@@ -68,16 +75,15 @@ def test_golden_ct_objects_with_other_threading_and_cache(golden_model_dir, thre
         assert trace.encoder_runs > 14  # slices 0..13, some encoded again after eviction
 
 
-def test_golden_2d_with_one_thread(golden_model_dir):
-    seg = Segmenter(golden_model_dir, precision="f32", threads=1)
+@pytest.mark.slow
+def test_golden_2d_with_one_thread(golden_segmenter):
     imgs, boxes, gold, gold_trace = load_golden("2DBox_Microscopy_StarDistDSB_img2d")
-    labels, trace = seg.segment_2d(imgs, boxes, return_trace=True)
+    labels, trace = golden_segmenter(threads=1).segment_2d(imgs, boxes, return_trace=True)
     assert trace.calls() == gold_trace
     assert min(label_dices(labels, gold, len(boxes))) >= MIN_DICE
 
 
-def test_same_labels_whatever_the_thread_count(golden_model_dir):
-    imgs, boxes, _, _ = _ct_subset()
-    results = [Segmenter(golden_model_dir, precision="f32", threads=t, streams=s).segment_3d(imgs, boxes)
-               for t, s in ((1, 1), (2, 2))]
+@pytest.mark.slow
+def test_same_labels_whatever_the_thread_count(ct_subset_run):
+    results = [ct_subset_run(threads=t, streams=s)[0] for t, s in ((1, 1), (2, 2))]
     assert np.array_equal(results[0], results[1])

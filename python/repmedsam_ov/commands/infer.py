@@ -51,6 +51,9 @@ def register(sub) -> None:
     p.add_argument("--window", default="soft-tissue", metavar="NAME|W,L",
                    help="CT window: soft-tissue (400,40; default), lung (1500,-600), bone (1800,400) or WIDTH,LEVEL in HU")
     p.add_argument("--overlay", metavar="DIR", help="also write PNG overlays (image, masks, boxes) to DIR")
+    p.add_argument("--max-voxels", type=positive_int, metavar="N",
+                   help="refuse inputs declaring more than N values (voxels x channels), before reading them "
+                        "(default: $REPMEDSAM_MAX_VOXELS, else 2**28 = 268435456, a 512x512x1024 CT)")
     p.add_argument("-j", "--workers", type=positive_int, default=1, metavar="N",
                    help="cases processed in parallel (default 1)")
     p.set_defaults(func=run)
@@ -130,13 +133,14 @@ def _targets(cases: list[Path], output: Path) -> list[Path]:
 def _options(args, n_cases: int):
     from ..file_cases import FileOptions
     from ..intensity import parse_window
+    from ..limits import max_voxels
 
     boxes = Path(args.boxes) if args.boxes else None
     if boxes is not None and not boxes.exists():
         raise UsageError(f"--boxes {boxes}: no such file or folder.")
     return FileOptions(boxes=boxes, box_space=args.box_space, shared_boxes=boxes is not None and boxes.is_file()
                        and n_cases > 1, modality=args.modality, window=parse_window(args.window),
-                       overlay=Path(args.overlay) if args.overlay else None)
+                       overlay=Path(args.overlay) if args.overlay else None, max_voxels=max_voxels(args.max_voxels))
 
 
 def _segment_one(path: Path, target: Path, segment, options) -> int:
@@ -144,7 +148,7 @@ def _segment_one(path: Path, target: Path, segment, options) -> int:
         raise InputError(f"{path}: the output would replace the input; choose another -o.")
     kind = _kind(path)
     if kind == "npz":
-        case = load_case(path)
+        case = load_case(path, max_voxels=options.max_voxels)
         segs = segment(case)
         save_segs(target, segs)
         if options.overlay is not None:

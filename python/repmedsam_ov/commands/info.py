@@ -47,7 +47,7 @@ def _bundled_name() -> str | None:
     folder = bundled_model_dir()
     if folder is None or not (folder / "model.json").is_file():
         return None
-    card = json.loads((folder / "model.json").read_text())
+    card = json.loads((folder / "model.json").read_text(encoding="utf-8"))
     return f"{card['name']} ({card['source']})"
 
 
