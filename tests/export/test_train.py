@@ -276,3 +276,30 @@ def test_cli_without_the_export_extra(monkeypatch, capsys):
 def test_finetune_needs_a_starting_point(tmp_path, cache):
     with pytest.raises(UsageError, match="--init"):
         Trainer(tiny(tmp_path, cache, stage="finetune", state=str(tmp_path / "train" / "finetune")))
+
+
+def test_sigterm_finishes_the_step_and_saves(tmp_path, cache):
+    """A session or scheduler ending the run with SIGTERM loses nothing: the step ends, the state is saved."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    state = tmp_path / "state"
+    proc = subprocess.Popen([sys.executable, "-m", "repmedsam_export.train", "pipeline", "-q", "--data", str(cache),
+                             "--arch", "tiny", "--state", str(state), "-b", "1", "--epochs", "1000", "--log-every", "1",
+                             "--save-minutes", "100", "-t", "1"], stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (state / "log.jsonl").is_file() or not step_records(state):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    summary = json.loads(out)
+    assert summary["stopped"] == "signal"
+    saved = torch.load(state / "state.pt", weights_only=True)
+    assert saved["step"] == summary["step"] >= 1

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -242,7 +244,7 @@ class Trainer:
         return torch.utils.data.DataLoader(self.dataset, batch_sampler=keys, num_workers=self.cfg.workers)
 
     def run(self) -> dict:
-        """Train; returns {"stopped": "done"|"max_steps"|"max_minutes", "epoch", "step", "best", ...}."""
+        """Train; returns {"stopped": "done"|"max_steps"|"max_minutes"|"signal", "epoch", "step", "best", ...}."""
         cfg, t0 = self.cfg, time.monotonic()
         self._last_save, steps_here, stopped = t0, 0, "done"
         self._in_step = False
@@ -251,6 +253,8 @@ class Trainer:
                  len(self.items), len(set(i.source for i in self.items)),
                  {k: round(v, 3) for k, v in sorted(self.order.shares(self.items).items())}, self.precision,
                  self.device, self.world, self.dir)
+        self._terminated = False
+        restore = self._stop_on_sigterm()
         try:
             while self.epoch < cfg.epochs and stopped == "done":
                 t_step = time.monotonic()
@@ -269,29 +273,43 @@ class Trainer:
                     t_step = now
                     if self.consumed + per_step > self.order.epoch_size:
                         break  # the epoch's last full step
-                    if cfg.max_steps is not None and steps_here >= cfg.max_steps:
-                        stopped = "max_steps"
-                    elif cfg.max_minutes is not None and now - t0 >= cfg.max_minutes * 60:
-                        stopped = "max_minutes"
+                    stopped = self._budget(steps_here, now - t0)
                     if stopped != "done":
                         break
                     if now - self._last_save >= cfg.save_minutes * 60:
                         self.save()
                 if stopped == "done":
                     self._end_epoch()
-                    if cfg.max_steps is not None and steps_here >= cfg.max_steps:
-                        stopped = "max_steps"
-                    elif cfg.max_minutes is not None and time.monotonic() - t0 >= cfg.max_minutes * 60:
-                        stopped = "max_minutes"
+                    stopped = self._budget(steps_here, time.monotonic() - t0)
         except KeyboardInterrupt:
             if not self._in_step:  # mid-step the optimizer may have half-updated: keep the last save instead
                 self.save()
             raise
+        finally:
+            restore()
         self.save()
         summary = {"stopped": stopped, "epoch": self.epoch, "step": self.step, "best": self.best,
                    "seconds": round(time.monotonic() - t0, 1), "state": str(self.dir)}
         self.log.write(event="stop", **summary)
         return summary
+
+    def _budget(self, steps_here: int, seconds: float) -> str:
+        """Why to stop now ("max_steps", "max_minutes", "signal"), or "done" to go on."""
+        cfg = self.cfg
+        if cfg.max_steps is not None and steps_here >= cfg.max_steps:
+            return "max_steps"
+        if cfg.max_minutes is not None and seconds >= cfg.max_minutes * 60:
+            return "max_minutes"
+        return "signal" if self._terminated else "done"
+
+    def _stop_on_sigterm(self):
+        """SIGTERM (a session or job scheduler ending the run) finishes the current step, saves and returns,
+        instead of losing up to --save-minutes of training. One process only: ranks told at different steps
+        would wait on each other. Returns the function that restores the old handler."""
+        if self.world > 1 or threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_terminated", True))
+        return lambda: signal.signal(signal.SIGTERM, previous)
 
     def _log_step(self, parts, batch, seconds) -> None:
         lr = self.opt.param_groups[0]["lr"]
