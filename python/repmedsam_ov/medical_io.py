@@ -283,6 +283,13 @@ def _check_complete(path: Path, what: str, max_voxels: int | None = None) -> Non
                          "copy or download it again).")
 
 
+# NIfTI-1 datatype codes of one value per voxel: uint8, int16, int32, float32, float64, int8, uint16, uint32, int64,
+# uint64. Colour, complex and binary codes hold other than one number per voxel; we segment grey volumes only.
+_NIFTI_SCALAR_TYPES = {2, 4, 8, 16, 64, 256, 512, 768, 1024, 1280}
+_NIFTI_OTHER_TYPES = {1: "binary", 32: "complex64", 128: "RGB24", 1536: "float128", 1792: "complex128",
+                      2048: "complex256", 2304: "RGBA32"}
+
+
 def _nifti_extent(path: Path, head: bytes):
     gz = head[:2] == b"\x1f\x8b"
     with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
@@ -301,6 +308,12 @@ def _nifti_extent(path: Path, head: bytes):
                 # checked before SimpleITK sees the file: ITK's NIfTI reader loops forever on an inf or NaN in the
                 # sform/qform (pixdim[0..3], quatern_b..qoffset_z, srow_x..srow_z)
                 raise ValueError("NaN or infinite values in its geometry (pixdim, qform or sform fields)")
+            datatype = struct.unpack(endian + "h", header[70:72])[0]
+            if datatype not in _NIFTI_SCALAR_TYPES:
+                # checked before SimpleITK sees the file: ITK's NIfTI reader corrupts the heap (malloc(): unaligned
+                # tcache chunk, abort) on an RGB24 datatype whose bitpix and dims disagree with it
+                raise ValueError(f"datatype {datatype} ({_NIFTI_OTHER_TYPES.get(datatype, 'unknown')}), expected a "
+                                 "scalar (grey) volume: an integer or float datatype")
             if 5 <= dims[0] <= 7 and any(d > 1 for d in dims[5:dims[0] + 1]):
                 # checked before SimpleITK sees the file: ITK 5's NIfTI reader corrupts the heap (free(): invalid
                 # pointer, or a segfault) on an integer vector image with scl_slope != 1
