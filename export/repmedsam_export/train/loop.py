@@ -184,8 +184,10 @@ class Trainer:
                 if cfg.views < 1:  # the views share is part of the run's identity: never switched silently
                     raise UsageError(f"{folder}: no stored teacher embeddings; pass --views 1 to train on "
                                      "on-the-fly targets only, or run embed-teacher first.")
-                return EmbeddingSamples(self.source, self.items, None, teacher, 1.0, cfg.seed)
-            return EmbeddingSamples(self.source, self.items, EmbeddingStore(folder), teacher, cfg.views, cfg.seed)
+                store = None  # EmbeddingSamples then makes every sample an on-the-fly view
+            else:
+                store = EmbeddingStore(folder)
+            return EmbeddingSamples(self.source, self.items, store, teacher, cfg.views, cfg.seed)
         return SegmentationSamples(self.source, self.items, Augment(cfg.flips, cfg.colour_jitter), cfg.seed,
                                    cfg.box_shift)
 
