@@ -31,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CHUNK = 250
 CORE_SHARE, BATCH_SHARE = 0.08, 0.02
+MEMORY_BOUND_MB = 6144  # the documented peak at the default voxel limit (limits.py): past it, a chunk broke the bound
 
 
 def _kind(problem: str) -> str:
@@ -154,23 +155,36 @@ def main() -> int:
         cmd = [sys.executable, __file__, "--worker", reader, str(n), str(args.seed + i), str(model)]
         from tests.fuzz.corpus import failures_folder
 
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                errors="replace")
+
+        def kept():  # this chunk's in-flight case, not the other job's
+            return sorted(failures_folder().glob(f"inflight-{proc.pid}"))
+
         try:  # a case runs in well under a second: a chunk past 60 s + 2 s per case holds a hang
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + 2 * n, cwd=REPO, errors="replace")
+            stdout, stderr = proc.communicate(timeout=60 + 2 * n)
         except subprocess.TimeoutExpired:
-            kept = sorted(failures_folder().glob("inflight-*"))  # the case the hung child was running
-            for folder in kept:
+            proc.kill()
+            proc.communicate()
+            for folder in kept():
                 folder.rename(folder.with_name(f"hang-{reader}-{i}-{folder.name}"))
             return {"reader": reader, "cases": n, "problems": {"hang": 1},
-                    "examples": [f"chunk timed out ({len(kept)} in-flight case(s) kept in {failures_folder()})"]}
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("SUMMARY ")), None)
+                    "examples": [f"chunk timed out (in-flight case kept in {failures_folder()})"]}
+        line = next((l for l in stdout.splitlines() if l.startswith("SUMMARY ")), None)
         if proc.returncode != 0 or line is None:
-            kept = sorted(failures_folder().glob("inflight-*"))  # the case a crashed child was running
-            for folder in kept:
+            inflight = kept()
+            for folder in inflight:
                 folder.rename(folder.with_name(f"crash-{reader}-{i}-{folder.name}"))
+            killed = " (SIGKILL: the kernel's out-of-memory killer, see dmesg)" if proc.returncode == -9 else ""
             return {"reader": reader, "cases": n, "problems": {"crash": 1},
-                    "examples": [f"chunk exited {proc.returncode} ({len(kept)} in-flight case(s) kept in "
-                                 f"{failures_folder()}): {proc.stderr[-1500:]}"]}
-        return json.loads(line[len("SUMMARY "):])
+                    "examples": [f"chunk exited {proc.returncode}{killed} ({len(inflight)} in-flight case(s) kept "
+                                 f"in {failures_folder()}): {stderr[-1500:]}"]}
+        summary = json.loads(line[len("SUMMARY "):])
+        peak = max(summary.get("peak_rss_mb", 0), summary.get("children_peak_rss_mb", 0))
+        if peak > MEMORY_BOUND_MB:
+            summary["problems"]["memory"] = summary["problems"].get("memory", 0) + 1
+            summary["examples"].append(f"chunk peak RSS {peak:.0f} MB > {MEMORY_BOUND_MB} MB")
+        return summary
 
     with ThreadPoolExecutor(args.jobs) as pool:
         for result in pool.map(one, enumerate(chunks)):
@@ -203,14 +217,14 @@ def report(results, seconds, skipped, args) -> None:
     print(f"fuzz: {total} cases in {seconds:.0f} s ({skipped} not started: budget), {args.jobs} jobs, seed {args.seed}, "
           f"{cpu}, {os.cpu_count()} CPUs; peak RSS of any process {peak:.0f} MB")
     print(f"{'reader':12} {'cases':>7} {'exits/outcomes':34} {'crash':>5} {'hang':>5} {'partial':>7} {'outside':>7} "
-          f"{'other':>5}  slowest")
+          f"{'memory':>6} {'other':>5}  slowest")
     for name in sorted(rows):
         row = rows[name]
         p = row["problems"]
         exits = ", ".join(f"{k}: {v}" for k, v in sorted(row["exits"].items()))
         slowest = re.sub(r"\s+", " ", str(row["slowest"][1]))[:90]
         print(f"{name:12} {row['cases']:7d} {exits:34} {p.get('crash', 0):5d} {p.get('hang', 0):5d} "
-              f"{p.get('partial', 0):7d} {p.get('outside', 0):7d} {p.get('other', 0):5d}  "
+              f"{p.get('partial', 0):7d} {p.get('outside', 0):7d} {p.get('memory', 0):6d} {p.get('other', 0):5d}  "
               f"{row['slowest'][0]:.2f} s {slowest}")
     for r in results:
         for example in r.get("examples", [])[:3]:

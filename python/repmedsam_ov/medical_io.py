@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path, write_bytes_atomic
+from .dicom_guard import check_dicom_lengths
 from .errors import InputError
 from .limits import check_values
 
@@ -120,8 +121,14 @@ def is_dicom_folder(path: Path) -> bool:
         except OSError:
             return False
 
-    if not any(is_dicom(p) for p in path.iterdir() if p.is_file()):
+    parts = [p for p in path.iterdir() if p.is_file() and is_dicom(p)]
+    if not parts:
         return False
+    try:
+        for part in parts:
+            check_dicom_lengths(part)
+    except (InputError, OSError):
+        return True  # a DICOM folder with a broken file: reading it says which
     with _native_stderr_muted():
         return bool(_sitk().ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
 
@@ -216,7 +223,9 @@ def _read_volume(path: Path, max_voxels: int | None) -> Volume:
 
 def _read_dicom_series(path: Path, max_voxels: int | None):
     sitk = _sitk()
-
+    for part in sorted(path.iterdir()):  # before GDCM scans them: it allocates whatever length a file declares
+        if part.is_file():
+            check_dicom_lengths(part)
     ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
     if not ids:
         raise InputError(f"{path}: no DICOM series found in this folder.")
