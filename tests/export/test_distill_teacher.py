@@ -18,7 +18,8 @@ from repmedsam_export.model import build_lite_medsam  # noqa: E402
 from repmedsam_export.train import Trainer, TrainConfig  # noqa: E402
 from repmedsam_export.train.data import CacheSource, build_cache, open_source, select_subset  # noqa: E402
 from repmedsam_export.train.ov_teacher import OpenVINOTeacher, open_teacher  # noqa: E402
-from repmedsam_export.train.samples import EmbeddingSamples, augmented_view, dihedral, preprocess  # noqa: E402
+from repmedsam_export.train.losses import distillation_loss  # noqa: E402
+from repmedsam_export.train.samples import EmbeddingSamples, augmented_view, crop_pair, dihedral, preprocess  # noqa: E402
 from repmedsam_export.train.teacher import EmbeddingStore  # noqa: E402
 from repmedsam_ov.cli import main  # noqa: E402
 
@@ -42,7 +43,9 @@ def pool_teacher(folder):
 
 
 def expected_embedding(x: np.ndarray) -> np.ndarray:
-    pooled = x.reshape(3, 64, 4, 64, 4).mean(axis=(2, 4))
+    """The pool teacher on a (3, h, w) input, h and w divisible by 4 (a whole image or a crop)."""
+    h, w = x.shape[1:]
+    pooled = x.reshape(3, h // 4, 4, w // 4, 4).mean(axis=(2, 4))
     return np.einsum("oc,chw->ohw", WEIGHTS[:, :, 0, 0], pooled)
 
 
@@ -110,6 +113,51 @@ def test_embed_teacher_and_distill_with_views(tmp_path, cache, teacher_dir, caps
         assert json.loads(capsys.readouterr().out)["step"] == 2
         steps = [json.loads(line) for line in (state / "log.jsonl").read_text().splitlines()]
         assert all(math.isfinite(r["mse"]) for r in steps if r["event"] == "step")
+
+
+def test_crops_keep_input_and_target_aligned(tmp_path, cache, teacher_dir, capsys):
+    """The pool teacher is equivariant to 4-pixel shifts, so a crop's target must equal the teacher's embedding
+    of the cropped input exactly (up to float16 storage): a corner off the 4-pixel grid, or a target cut at
+    another place than the input, fails."""
+    emb = tmp_path / "emb"
+    assert main(["train", "embed-teacher", "-q", str(teacher_dir), "--data", str(cache), "-o", str(emb)]) == 0
+    source = CacheSource(cache)
+    samples = EmbeddingSamples(source, source.items, EmbeddingStore(emb), open_teacher(teacher_dir), views=0.5,
+                               crop=128)
+    corners = set()
+    for pos in range(12):
+        s = samples[(0, pos, pos % len(source.items))]
+        assert s["image"].shape == (3, 128, 128) and s["target"].shape == (32, 32, 32)
+        np.testing.assert_allclose(s["target"].numpy(), expected_embedding(s["image"].numpy()), rtol=2e-2,
+                                   atol=5e-2)
+        corners.add(s["image"].numpy().tobytes()[:64])
+    assert len(corners) > 1
+    state = tmp_path / "state"
+    capsys.readouterr()
+    assert main(["train", "distill", "-q", "--data", str(cache), "--arch", "tiny", "--state", str(state),
+                 "--teacher", str(teacher_dir), "--teacher-embeddings", str(emb), "--crop", "128", "-b", "2",
+                 "--max-steps", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 2
+
+
+def test_crop_corners_stay_on_the_grid_and_inside_the_content():
+    x = np.arange(3 * 256 * 256, dtype=np.float32).reshape(3, 256, 256)
+    target = x[:1, ::4, ::4]  # cell (r, c) holds the input pixel at its top-left corner
+    for seed in range(50):
+        pixels, cells = crop_pair(x, target, (150, 256), 64, np.random.default_rng(seed))
+        top, left = divmod(int(pixels[0, 0, 0]), 256)
+        assert top % 4 == 0 and left % 4 == 0 and top + 64 <= 150 and left + 64 <= 256
+        np.testing.assert_array_equal(cells, pixels[:1, ::4, ::4])
+    pixels, _ = crop_pair(x, target, (40, 30), 64, np.random.default_rng(0))  # content smaller than the crop
+    assert int(pixels[0, 0, 0]) == 0
+
+
+def test_distillation_loss_leaves_out_the_margin():
+    student, teacher = torch.zeros(2, 8, 10, 10), torch.zeros(2, 8, 10, 10)
+    teacher[..., 0, :] = 100.0  # only in the margin
+    teacher[..., 5, 5] = 1.0
+    assert float(distillation_loss(student, teacher, margin=2)["loss"]) == pytest.approx(1 / 36)
+    assert float(distillation_loss(student, teacher)["loss"]) > 9
 
 
 def test_views_below_one_need_stored_embeddings(tmp_path, cache, teacher_dir, capsys):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import struct
 import tempfile
 import zipfile
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from hypothesis import strategies as st
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("REPMEDSAM_SHARED", Path(__file__).resolve().parents[2].parent / "shared")) / "data"
 
 # numbers a hostile header or box file holds
 NASTY_INTS = [0, 1, 2, 3, 4, 5, 7, 8, -1, -2, 255, 256, 32767, -32768, 65535, 2**31 - 1, -2**31, 2**32 + 1, 10**12]

@@ -59,6 +59,7 @@ class TrainConfig:
     teacher_embeddings: str | None = None
     teacher: str | None = None  # distill: LiteMedSAM checkpoint or model folder for on-the-fly targets
     views: float = 0.5  # distill with a teacher: share of samples that are augmented views targeted on the fly
+    crop: int = 0  # distill: train on crop×crop input crops (0: whole images); may change between resumes
     fresh: bool = False
 
     def __post_init__(self) -> None:

@@ -36,6 +36,9 @@ __all__ = ["Trainer", "resolve_device", "resolve_precision"]
 UNUSED_BY_BOXES = ("prompt_encoder.point_embeddings.0.", "prompt_encoder.point_embeddings.1.",
                    "prompt_encoder.not_a_point_embed.", "prompt_encoder.mask_downscaling.")
 
+# embedding cells left out of the loss at each side of a crop (16 input pixels): the crop's edge hides context
+CROP_MARGIN = 4
+
 log = logging.getLogger("repmedsam_ov")
 
 
@@ -187,7 +190,7 @@ class Trainer:
                 store = None  # EmbeddingSamples then makes every sample an on-the-fly view
             else:
                 store = EmbeddingStore(folder)
-            return EmbeddingSamples(self.source, self.items, store, teacher, cfg.views, cfg.seed)
+            return EmbeddingSamples(self.source, self.items, store, teacher, cfg.views, cfg.seed, cfg.crop)
         return SegmentationSamples(self.source, self.items, Augment(cfg.flips, cfg.colour_jitter), cfg.seed,
                                    cfg.box_shift)
 
@@ -231,7 +234,7 @@ class Trainer:
         if self.distill:
             with self._autocast():
                 embedding = self.ddp(image)
-            parts = distillation_loss(embedding, batch["target"].to(self.device))
+            parts = distillation_loss(embedding, batch["target"].to(self.device), CROP_MARGIN if self.cfg.crop else 0)
         else:
             with self._autocast():
                 logits, iou = self.ddp(image, batch["box"].to(self.device)[:, None])

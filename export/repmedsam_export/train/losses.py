@@ -42,7 +42,10 @@ def segmentation_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torc
     return {"loss": loss, "dice": dice.detach(), "bce": bce.detach(), "iou": iou.detach()}
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> dict[str, torch.Tensor]:
-    """MSE between student and teacher image embeddings, both (B, 256, 64, 64)."""
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, margin: int = 0) -> dict[str, torch.Tensor]:
+    """MSE between student and teacher image embeddings, both (B, 256, h, w), over the cells at least `margin`
+    from each side (for crops: a crop's border cells cannot see what the teacher saw beyond it)."""
+    if margin:
+        student, teacher = (t[..., margin:-margin, margin:-margin] for t in (student, teacher))
     loss = F.mse_loss(student.float(), teacher.float())
     return {"loss": loss, "mse": loss.detach()}

@@ -19,10 +19,11 @@ from repmedsam_ov import reference
 
 from .data import Item
 
-__all__ = ["IMAGE_SIZE", "resize_longest_side", "preprocess", "jittered_box", "Augment", "BalancedOrder",
-           "SegmentationSamples", "EmbeddingSamples", "augmented_view", "dihedral"]
+__all__ = ["IMAGE_SIZE", "EMBEDDING_STRIDE", "resize_longest_side", "preprocess", "jittered_box", "Augment",
+           "BalancedOrder", "SegmentationSamples", "EmbeddingSamples", "augmented_view", "dihedral", "crop_pair"]
 
 IMAGE_SIZE = 256
+EMBEDDING_STRIDE = 4  # input pixels per embedding cell (256 -> 64): crops start on this grid
 
 
 def resize_longest_side(image: np.ndarray, size: int = IMAGE_SIZE, labels: bool = False) -> np.ndarray:
@@ -198,15 +199,20 @@ class EmbeddingSamples(torch.utils.data.Dataset):
     Stored targets (`store`, from embed-teacher) come with a random rotation/flip of input and target grid
     alike. With a `teacher` (see ov_teacher), a share `views` of the samples (all of them without a store)
     are `augmented_view`s whose targets the teacher computes on the fly: embeddings need no labels, so
-    every view is a new training pair.
+    every view is a new training pair. With `crop`, each pair is cut to a random crop×crop part of the input
+    and the matching part of the target (`crop_pair`): the encoder is convolutional, and a 128-pixel crop
+    costs about a fifth of a whole 256 image's step.
     """
 
-    def __init__(self, source, items: list[Item], store=None, teacher=None, views: float = 0.0, seed: int = 0):
+    def __init__(self, source, items: list[Item], store=None, teacher=None, views: float = 0.0, seed: int = 0,
+                 crop: int = 0):
         if store is None and teacher is None:
             raise ValueError("distillation needs stored teacher embeddings or a teacher")
+        if crop and (crop % EMBEDDING_STRIDE or not 0 < crop <= IMAGE_SIZE):
+            raise ValueError(f"crop {crop}: expected a multiple of {EMBEDDING_STRIDE} up to {IMAGE_SIZE}")
         self.source, self.items, self.store, self.teacher = source, items, store, teacher
         self.views = 1.0 if store is None else (views if teacher is not None else 0.0)
-        self.seed = seed
+        self.seed, self.crop = seed, crop
 
     def __len__(self) -> int:
         return len(self.items)
@@ -217,10 +223,27 @@ class EmbeddingSamples(torch.utils.data.Dataset):
         item = self.items[index]
         image, _ = self.source.read(item)
         if rng.random() < self.views:
-            x = preprocess(augmented_view(resize_longest_side(image), rng))
+            view = augmented_view(resize_longest_side(image), rng)
+            x = preprocess(view)  # resizes the view to 256 again
             target = self.teacher.embed_batch(x[None])[0].astype(np.float32)
+            k, flip = 0, False  # the view is already rotated and flipped
         else:
+            view = image
+            x, target = preprocess(image), self.store.get(item.key).astype(np.float32)
             k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
-            x = dihedral(preprocess(image), k, flip)
-            target = dihedral(self.store.get(item.key).astype(np.float32), k, flip)
+        if self.crop:  # before the rotation, while the content sits at the top left
+            x, target = crop_pair(x, target, resize_longest_side(view).shape[:2], self.crop, rng)
+        x, target = dihedral(x, k, flip), dihedral(target, k, flip)
         return {"image": torch.from_numpy(x), "target": torch.from_numpy(target), "index": index}
+
+
+def crop_pair(x: np.ndarray, target: np.ndarray, content: tuple[int, int], size: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random size×size crop of the (3, 256, 256) input and the matching (C, size/4, size/4) part of its
+    target grid. The corner lies on the 4-pixel grid (the encoder's stride, so the crop's cells sample the
+    image exactly as the whole image's do) and, where the content (h, w) at the top left allows, inside it."""
+    row, col = (int(rng.integers(0, max(0, extent - size) // EMBEDDING_STRIDE + 1)) for extent in content)
+    cells, top, left = size // EMBEDDING_STRIDE, row * EMBEDDING_STRIDE, col * EMBEDDING_STRIDE
+    return (np.ascontiguousarray(x[:, top:top + size, left:left + size]),
+            np.ascontiguousarray(target[:, row:row + cells, col:col + cells]))
+

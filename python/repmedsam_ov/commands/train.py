@@ -105,6 +105,11 @@ def _add_stage(p, stage: str) -> None:
         p.add_argument("--views", type=float, default=0.5,
                        help="with --teacher and stored embeddings: share of samples that are augmented views "
                             "(default 0.5; without stored embeddings every sample is one)")
+        p.add_argument("--crop", type=int, default=0, metavar="N",
+                       help="train on random N×N crops of the 256×256 input (a multiple of 4; 128 costs about a "
+                            "fifth of a whole image) against the matching part of the teacher's embedding, the "
+                            "loss taken 4 cells inside the crop's edge; 0 = whole images (default). May change "
+                            "when a run resumes: crops first, whole images last")
     else:
         p.add_argument("--box-shift", type=int, default=5, help="random box enlargement per side, 0..N pixels")
         p.add_argument("--no-flips", dest="flips", action="store_false", help="no random flips")
