@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import os
 import struct
 import threading
@@ -244,7 +245,7 @@ def _read_dicom_series(path: Path, max_voxels: int | None):
         if modality is None and info.HasMetaDataKey("0008|0060"):
             modality = info.GetMetaData("0008|0060").strip().upper() or None
         if info.HasMetaDataKey("0020|0032"):
-            positions.append([float(v) for v in info.GetMetaData("0020|0032").split("\\")])
+            positions.append(_dicom_position(Path(name), info.GetMetaData("0020|0032")))
     if len(sizes) > 1:
         found = "; ".join(f"{w}x{h} in {len(n)} files (e.g. {n[0]})" for (w, h), n in sizes.items())
         raise InputError(f"{path}: DICOM series with mixed slice sizes ({found}); every slice must have the same "
@@ -262,6 +263,18 @@ def _read_dicom_series(path: Path, max_voxels: int | None):
         return reader.Execute(), modality
     except RuntimeError as e:
         raise _sitk_error(path, "a DICOM series", e) from None
+
+
+def _dicom_position(path: Path, text: str) -> list[float]:
+    """Image Position (Patient): three finite numbers in mm, or InputError naming the file."""
+    try:
+        values = [float(v) for v in text.split("\\")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise InputError(f"{path}: DICOM Image Position (Patient) (0020,0032) is {text.strip()!r}, expected three "
+                         "numbers in mm separated by backslashes.")
+    return values
 
 
 def _check_complete(path: Path, what: str, max_voxels: int | None = None) -> None:
