@@ -36,10 +36,14 @@ MEMORY_BOUND_MB = 6144  # the documented peak at the default voxel limit (limits
 
 def _kind(problem: str) -> str:
     for key, word in (("crash", "crash"), ("hang", "hang"), ("partial", "partial"), ("left outputs", "partial"),
-                      ("outside -o", "outside"), ("uncaught", "crash")):
+                      ("outside -o", "outside"), ("uncaught", "crash"), ("memory", "memory:")):
         if word in problem or key in problem:
             return key
     return "other"
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def worker(reader: str, cases: int, seed: int, model: str) -> None:
@@ -84,9 +88,12 @@ def worker(reader: str, cases: int, seed: int, model: str) -> None:
             else:
                 case = data.draw(READERS[reader]())
                 inflight = save_case(case, failures_folder() / f"inflight-{os.getpid()}")  # kept if we crash
+                peak_before = _peak_rss_mb()
                 outcome = run_in_process(case, root, Path(model), next(index))
                 shutil.rmtree(inflight, ignore_errors=True)
                 problems, seconds, label = outcome.problems, outcome.seconds, repr(case)[:300]
+                if _peak_rss_mb() > MEMORY_BOUND_MB >= peak_before:  # this case took the process past the bound
+                    problems = [*problems, f"memory: peak RSS {_peak_rss_mb():.0f} MB > {MEMORY_BOUND_MB} MB"]
                 summary["cases"] += 1
                 summary["exits"][str(outcome.rc)] = summary["exits"].get(str(outcome.rc), 0) + 1
                 summary["by_reader"][case.reader] = summary["by_reader"].get(case.reader, 0) + 1
@@ -181,7 +188,7 @@ def main() -> int:
                                  f"in {failures_folder()}): {stderr[-1500:]}"]}
         summary = json.loads(line[len("SUMMARY "):])
         peak = max(summary.get("peak_rss_mb", 0), summary.get("children_peak_rss_mb", 0))
-        if peak > MEMORY_BOUND_MB:
+        if peak > MEMORY_BOUND_MB and not summary["problems"].get("memory"):  # not already pinned on a case
             summary["problems"]["memory"] = summary["problems"].get("memory", 0) + 1
             summary["examples"].append(f"chunk peak RSS {peak:.0f} MB > {MEMORY_BOUND_MB} MB")
         return summary

@@ -121,3 +121,12 @@ def test_a_deflated_data_set_is_checked_inflated(tmp_path):
 def test_files_without_the_part10_preamble_are_left_to_the_reader(tmp_path):
     check_dicom_lengths(write(tmp_path, element(0x0008, 0x0005, b"OB", b"", length=HUGE)[:12] + b"x" * 200))
     check_dicom_lengths(write(tmp_path, b"", "empty.dcm"))
+
+
+def test_an_unknown_value_representation_in_the_meta_group_is_refused(tmp_path):
+    """GDCM read 'S/' (a flipped 'SH') as part of a big-endian length and allocated 1.4 GB per scan."""
+    data = bytearray(dicom_slices(np.zeros((1, 4, 5), np.int16))[0])
+    at = data.index(b"\x02\x00\x13\x00SH")  # Implementation Version Name
+    data[at + 5] = ord("/")
+    assert f"element (0002,0013) at byte {at} has value representation b'S/'" in refusal(write(tmp_path, bytes(data)))
+
