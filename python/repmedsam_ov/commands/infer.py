@@ -3,15 +3,20 @@ C++ runtime or the torch reference.
 
 Each case is validated before any model work; a bad case is reported in one line and skipped, the others
 are still processed (in parallel with --workers). Outputs are written atomically, so an interrupted run never
-leaves a truncated file. Format code lives in `file_cases` and the modules it uses.
+leaves a truncated file. Format code lives in `file_cases` and the modules it uses. With --ray the same cases go
+to Ray actors (`cluster`) through the same per-case step (`segment_case`) and the same report (`Tally`); Ray is
+imported only then.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CommandFailed, InputError, ModelError, UsageError
@@ -54,9 +59,37 @@ def register(sub) -> None:
     p.add_argument("--max-voxels", type=positive_int, metavar="N",
                    help="refuse inputs declaring more than N values (voxels x channels), before reading them "
                         "(default: $REPMEDSAM_MAX_VOXELS, else 2**28 = 268435456, a 512x512x1024 CT)")
-    p.add_argument("-j", "--workers", type=positive_int, default=1, metavar="N",
-                   help="cases processed in parallel (default 1)")
+    p.add_argument("-j", "--workers", type=positive_int, metavar="N",
+                   help="cases processed in parallel (default 1; without --ray)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="segment on a Ray cluster (the [cluster] extra): alone, start or join a local Ray instance; "
+                        "'auto' or ray://HOST:10001, an existing cluster. Inputs and OUT must be on a path every "
+                        "node reads at the same place; -t is then threads per actor (default: the CPUs of the "
+                        "smallest node)")
+    p.add_argument("--actors", type=_actors, metavar="N|MIN,MAX",
+                   help="with --ray: N actors (one model each), or an autoscaling pool of MIN to MAX "
+                        "(default 1 to cluster CPUs / threads per actor)")
+    p.add_argument("--retries", type=_retries, metavar="N",
+                   help="with --ray: times a case is retried on a new actor when its actor process dies (default 2)")
     p.set_defaults(func=run)
+
+
+def _actors(text: str) -> tuple[int, int]:
+    """--actors N or MIN,MAX -> (min, max)."""
+    parts = text.split(",")
+    try:
+        low, high = (positive_int(parts[0]), positive_int(parts[-1])) if len(parts) <= 2 else (0, 0)
+    except argparse.ArgumentTypeError:
+        low = high = 0
+    if not 1 <= low <= high:
+        raise argparse.ArgumentTypeError(f"expected N or MIN,MAX with 1 <= MIN <= MAX, got {text!r}")
+    return low, high
+
+
+def _retries(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
+    return int(text)
 
 
 def _kind(path: Path) -> str:
@@ -130,17 +163,29 @@ def _targets(cases: list[Path], output: Path) -> list[Path]:
     return targets
 
 
-def _options(args, n_cases: int):
+def _options(n_cases: int, boxes=None, box_space=None, modality="auto", window="soft-tissue", overlay=None,
+             max_voxels=None):
     from ..file_cases import FileOptions
     from ..intensity import parse_window
-    from ..limits import max_voxels
+    from ..limits import max_voxels as voxel_limit
 
-    boxes = Path(args.boxes) if args.boxes else None
+    boxes = Path(boxes) if boxes else None
     if boxes is not None and not boxes.exists():
         raise UsageError(f"--boxes {boxes}: no such file or folder.")
-    return FileOptions(boxes=boxes, box_space=args.box_space, shared_boxes=boxes is not None and boxes.is_file()
-                       and n_cases > 1, modality=args.modality, window=parse_window(args.window),
-                       overlay=Path(args.overlay) if args.overlay else None, max_voxels=max_voxels(args.max_voxels))
+    return FileOptions(boxes=boxes, box_space=box_space, shared_boxes=boxes is not None and boxes.is_file()
+                       and n_cases > 1, modality=modality, window=parse_window(window),
+                       overlay=Path(overlay) if overlay else None, max_voxels=voxel_limit(max_voxels))
+
+
+def plan_cases(inputs: list[str], output, **file_options) -> tuple[list[Path], list[Path], object]:
+    """The cases of one run, their output paths and the per-file options, by the rules of `infer` (the CLI and
+    `cluster.segment_files` share them); file_options: boxes, box_space, modality, window, overlay and
+    max_voxels, as the CLI options of those names (None = default). Raises InputError or UsageError."""
+    cases = collect_inputs(inputs)
+    if not cases:
+        raise InputError(f"{', '.join(map(str, inputs))}: no cases found {_KINDS}.")
+    targets = _targets(cases, Path(output))
+    return cases, targets, _options(len(cases), **file_options)
 
 
 def _segment_one(path: Path, target: Path, segment, options) -> int:
@@ -163,46 +208,99 @@ def _segment_one(path: Path, target: Path, segment, options) -> int:
     return process(path, target, segment, options)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one case. status: "done" (boxes segmented, seconds taken; message set only when an earlier
+    attempt of the same run wrote it), "skipped" (target exists, no --overwrite) or "failed" (message: the one
+    line reported; details: the traceback, shown with -v). Paths as given, as strings (Ray passes rows)."""
+
+    path: str
+    target: str
+    status: str
+    boxes: int = 0
+    seconds: float = 0.0
+    message: str = ""
+    details: str = ""
+
+
+def segment_case(path: Path, target: Path, segment, options, overwrite: bool = False) -> Outcome:
+    """One case through `segment`, never raising for the case's own problems: any error becomes a failed
+    Outcome whose message is the line `infer` reports. The per-case step of `infer` and of its Ray actors."""
+    if target.exists() and not overwrite:
+        return Outcome(str(path), str(target), "skipped")
+    start = time.perf_counter()
+    try:
+        n_boxes = _segment_one(path, target, segment, options)
+    except Exception as e:  # one bad case never stops the others
+        message = str(e) if isinstance(e, (InputError, ModelError)) else f"{path}: {type(e).__name__}: {e}"
+        return Outcome(str(path), str(target), "failed", message=message, details=traceback.format_exc())
+    return Outcome(str(path), str(target), "done", boxes=n_boxes, seconds=time.perf_counter() - start)
+
+
+class Tally:
+    """Counts outcomes as they arrive (from any thread), logging each case's progress or error line;
+    `finish` logs `N done, N skipped, N failed` with one line per failure, and raises CommandFailed(1) when a
+    case failed. The one place these lines are written, for threads and for Ray actors alike."""
+
+    def __init__(self, total: int, verbose: bool = False) -> None:
+        self.total, self.verbose = total, verbose
+        self.counts = {"done": 0, "skipped": 0}
+        self.failed: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, outcome: Outcome) -> None:
+        name = Path(outcome.path).name
+        with self._lock:
+            if outcome.status == "failed":
+                self.failed.append(outcome.message)
+            else:
+                self.counts[outcome.status] += 1
+            n = sum(self.counts.values()) + len(self.failed)
+        if outcome.status == "failed":
+            log.error("repmedsam-ov: error: %s", outcome.message)
+            if self.verbose and outcome.details:
+                log.error("details\n%s", outcome.details.rstrip())
+        elif outcome.status == "skipped":
+            log.info("[%d/%d] %s: skipped, %s exists (use --overwrite)", n, self.total, name, outcome.target)
+        elif outcome.message:
+            log.info("[%d/%d] %s: %s -> %s", n, self.total, name, outcome.message, outcome.target)
+        else:
+            log.info("[%d/%d] %s: %d box%s, %.1f s -> %s", n, self.total, name, outcome.boxes,
+                     "" if outcome.boxes == 1 else "es", outcome.seconds, outcome.target)
+
+    def finish(self) -> int:
+        if self.total > 1 or self.failed:
+            log.warning("%d done, %d skipped, %d failed", self.counts["done"], self.counts["skipped"], len(self.failed))
+            if self.total > 1:
+                for message in self.failed:
+                    log.warning("  failed: %s", message)
+        if self.failed:
+            raise CommandFailed(1)
+        return 0
+
+
+def _file_options(args) -> dict:
+    return dict(boxes=args.boxes, box_space=args.box_space, modality=args.modality, window=args.window,
+                overlay=args.overlay, max_voxels=args.max_voxels)
+
+
 def run(args) -> int:
-    cases = collect_inputs(args.inputs)
-    if not cases:
-        raise InputError(f"{', '.join(args.inputs)}: no cases found {_KINDS}.")
-    targets = _targets(cases, Path(args.output))
-    options = _options(args, len(cases))
-    workers = min(args.workers, len(cases))
+    if args.ray is not None:
+        return _run_on_ray(args)
+    if args.actors is not None or args.retries is not None:
+        raise UsageError(f"{'--actors' if args.actors is not None else '--retries'} applies to --ray runs only.")
+    cases, targets, options = plan_cases(args.inputs, args.output, **_file_options(args))
+    workers = min(args.workers or 1, len(cases))
     # One backend shared by the workers: the runtime serialises its calls and releases the GIL, so workers
     # overlap reading, preprocessing and writing with inference (faster on 2 cores than one Segmenter per
     # worker with half the threads each; see README). The torch reference is serialised with a lock.
     segment = make_backend(args)
     if workers > 1 and args.backend == "torch":
         segment = _serialised(segment)
-    counts = {"done": 0, "skipped": 0}
-    failed: list[str] = []
-    lock = threading.Lock()
+    tally = Tally(len(cases), args.verbose)
 
     def one(path: Path, target: Path) -> None:
-        if target.exists() and not args.overwrite:
-            with lock:
-                counts["skipped"] += 1
-                n = sum(counts.values()) + len(failed)
-            log.info("[%d/%d] %s: skipped, %s exists (use --overwrite)", n, len(cases), path.name, target)
-            return
-        start = time.perf_counter()
-        try:
-            n_boxes = _segment_one(path, target, segment, options)
-        except Exception as e:  # one bad case never stops the others
-            message = str(e) if isinstance(e, (InputError, ModelError)) else f"{path}: {type(e).__name__}: {e}"
-            with lock:
-                failed.append(message)
-            log.error("repmedsam-ov: error: %s", message)
-            if args.verbose:
-                log.exception("details")
-            return
-        with lock:
-            counts["done"] += 1
-            n = sum(counts.values()) + len(failed)
-        log.info("[%d/%d] %s: %d box%s, %.1f s -> %s", n, len(cases), path.name, n_boxes,
-                 "" if n_boxes == 1 else "es", time.perf_counter() - start, target)
+        tally.add(segment_case(path, target, segment, options, args.overwrite))
 
     if workers == 1:
         for path, target in zip(cases, targets):
@@ -210,11 +308,30 @@ def run(args) -> int:
     else:
         with ThreadPoolExecutor(workers, thread_name_prefix="infer") as executor:
             list(executor.map(one, cases, targets))
-    if len(cases) > 1 or failed:
-        log.warning("%d done, %d skipped, %d failed", counts["done"], counts["skipped"], len(failed))
-        if len(cases) > 1:
-            for message in failed:
-                log.warning("  failed: %s", message)
-    if failed:
-        raise CommandFailed(1)
-    return 0
+    return tally.finish()
+
+
+def _run_on_ray(args) -> int:
+    """--ray: the same cases, outcomes and summary, with the segmenting done by Ray actors (cluster.py)."""
+    if args.backend != "runtime":
+        raise UsageError("--ray runs the C++ runtime backend only; drop --backend torch.")
+    if args.workers is not None:
+        raise UsageError("-j/--workers applies without --ray; with --ray use --actors N (or MIN,MAX).")
+    from ..cluster import RayMissing, quiet_console, segment_files
+
+    tally = None
+
+    def started(total: int) -> None:
+        nonlocal tally
+        tally = Tally(total, args.verbose)
+
+    try:
+        with quiet_console(args.verbose):
+            segment_files(args.inputs, args.output, address=args.ray or None, model=args.model,
+                          precision=args.precision, threads=args.threads, actors=args.actors,
+                          overwrite=args.overwrite, retries=2 if args.retries is None else args.retries,
+                          verbose=args.verbose, on_start=started, on_case=lambda outcome: tally.add(outcome),
+                          **_file_options(args))
+    except RayMissing as e:
+        raise UsageError(str(e)) from None
+    return tally.finish()
