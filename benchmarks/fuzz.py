@@ -109,7 +109,7 @@ def worker(reader: str, cases: int, seed: int, model: str) -> None:
                 shutil.rmtree(child, ignore_errors=True)
 
         run()
-    summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    summary["peak_rss_mb"] = _peak_rss_mb()
     summary["children_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print("SUMMARY " + json.dumps(summary), flush=True)
 
