@@ -385,7 +385,14 @@ def _meta_extent(path: Path):
     shape = None
     if "DimSize" in fields:
         shape = [int(v) for v in fields["DimSize"].split()] + [int(fields.get("ElementNumberOfChannels", 1))]
-    if fields.get("ElementDataFile") != "LOCAL" or fields.get("ElementType") not in _MET_SIZES or shape is None:
+    data_file = fields.get("ElementDataFile", "")
+    if data_file.upper().startswith("LIST") or "%" in data_file:  # MetaIO tests the first 4 characters only
+        # checked before SimpleITK sees the file: ITK's MetaImage reader takes whatever follows LIST as slice file
+        # names (binary data included) and corrupts the heap on some (double free, abort), reads a list of too few
+        # files without a word, and divides by zero (SIGFPE) on a file name pattern with step 0
+        raise ValueError(f"ElementDataFile = {data_file[:40]!r} (voxel data spread over a list of slice files) is not "
+                         "supported; save the volume as one .mha, .nrrd or .nii.gz file")
+    if data_file != "LOCAL" or fields.get("ElementType") not in _MET_SIZES or shape is None:
         return None, 0, False, shape
     count = int(np.prod(shape, dtype=object))
     compressed = fields.get("CompressedData", "False").lower() == "true"

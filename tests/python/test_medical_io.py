@@ -247,6 +247,24 @@ def test_truncated_files_are_refused(tmp_path, ext, compress):
         read_volume(cut)
 
 
+@pytest.mark.parametrize("data_file", ["LIST", "LIST 2D", "s%d.raw 0 1 0", "s%d.raw 0 1 1"])
+def test_metaimage_slice_lists_are_refused_before_itk(tmp_path, data_file):
+    """ITK's MetaImage reader corrupts the heap on a LIST whose names are binary data, and divides by zero on a
+    pattern with step 0 (both kill the process): slice lists are refused from the header; one .raw beside a
+    .mhd still reads."""
+    array = np.arange(2 * 7 * 3, dtype=np.float32).reshape(2, 7, 3)
+    for i in range(2):
+        array[i].tofile(tmp_path / f"s{i}.raw")
+    array.tofile(tmp_path / "all.raw")
+    header = ("ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+              "ElementSpacing = 1 1 2\nDimSize = 3 7 2\nElementType = MET_FLOAT\nElementDataFile = {}\n")
+    (tmp_path / "list.mhd").write_text(header.format(data_file) + "s0.raw\ns1.raw\n")
+    with pytest.raises(InputError, match=r"list\.mhd: not a readable MetaImage file .*slice files\) is not supported"):
+        read_volume(tmp_path / "list.mhd")
+    (tmp_path / "one.mhd").write_text(header.format("all.raw"))
+    np.testing.assert_array_equal(read_volume(tmp_path / "one.mhd").array, array)
+
+
 def test_not_a_volume(tmp_path):
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(b"hello")
