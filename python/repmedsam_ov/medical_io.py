@@ -427,6 +427,7 @@ def read_image_2d(path: Path, max_voxels: int | None = None) -> np.ndarray:
     declared = _declared_image_shape(data[:1 << 16].tobytes())
     if declared is not None:
         check_values(str(path), declared, max_voxels, "values")
+    _check_png_chunks(path, data)
     with _native_stderr_muted():
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
@@ -442,6 +443,39 @@ def read_image_2d(path: Path, max_voxels: int | None = None) -> np.ndarray:
         raise InputError(f"{path}: empty image (shape {image.shape}).")
     check_values(str(path), image.shape, max_voxels, "values")  # formats whose header was not parsed
     return image
+
+
+# deflate's best case: one 258-byte match per 2 bits, so IDAT chunks never inflate to more than 1032 times their size
+_DEFLATE_MAX_RATIO = 1032
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png_chunks(path: Path, data: np.ndarray) -> None:
+    """InputError for a PNG whose chunk lengths run past the end of the file, or whose IHDR declares more pixel
+    data than its IDAT chunks can inflate to: OpenCV allocates what either declares (gigabytes, seconds for a
+    file of a few hundred bytes) before it finds the data missing."""
+    buf = memoryview(data)
+    if bytes(buf[:8]) != _PNG_SIGNATURE:
+        return
+    at, idat, raw, size = 8, 0, None, len(data)
+    while at + 8 <= size:
+        length, kind = struct.unpack_from(">I4s", buf, at)
+        name = kind.decode("latin-1")
+        if at + 12 + length > size:
+            raise InputError(f"{path}: truncated or corrupt PNG: its {name!r} chunk at byte {at} declares "
+                             f"{length:,} bytes, but only {max(size - at - 12, 0):,} follow.")
+        if kind == b"IHDR" and length >= 13:
+            width, height, depth, colour = struct.unpack_from(">IIBB", buf, at + 8)
+            samples = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 1)
+            raw = height * (1 + (width * samples * depth + 7) // 8)  # a filter byte per row; interlacing adds more
+        elif kind == b"IDAT":
+            idat += length
+        elif kind == b"IEND":
+            break
+        at += 12 + length
+    if raw is not None and raw > idat * _DEFLATE_MAX_RATIO:
+        raise InputError(f"{path}: truncated or corrupt PNG: its header declares {width}x{height} pixels ({raw:,} "
+                         f"bytes of pixel data), more than its {idat:,} bytes of compressed data can hold.")
 
 
 def _declared_image_shape(head: bytes) -> tuple[int, int, int] | None:

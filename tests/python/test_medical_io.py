@@ -265,6 +265,31 @@ def test_metaimage_slice_lists_are_refused_before_itk(tmp_path, data_file):
     np.testing.assert_array_equal(read_volume(tmp_path / "one.mhd").array, array)
 
 
+def test_png_declaring_more_than_its_file_holds_is_refused_before_decoding(tmp_path):
+    """OpenCV allocates what IHDR or a chunk length declares (3.8 GB and 6 s for a 131-byte file) before it finds
+    the data missing: a chunk running past the end of the file, or more pixel data than the IDAT chunks inflate to
+    at deflate's best (1032:1), is refused first. Real PNGs at the best ratio pass."""
+    import cv2
+    from repmedsam_ov.medical_io import read_image_2d
+
+    zeros = tmp_path / "zeros.png"  # the most compressible PNG there is: ~1026:1
+    zeros.write_bytes(cv2.imencode(".png", np.zeros((4000, 4000), np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])[1])
+    assert read_image_2d(zeros).shape == (4000, 4000)
+    data = bytearray(cv2.imencode(".png", np.ones((3, 5, 4), np.uint8))[1].tobytes())
+    data[17] ^= 0xDB  # width 5 -> 14,352,389 (the CRC still fails, but only after the allocation)
+    flipped = tmp_path / "flipped.png"
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"flipped\.png: truncated or corrupt PNG: its header declares 14352389x3 pixels "
+                                         r"\(172,228,671 bytes of pixel data\), more than its \d+ bytes of compressed data"):
+        read_image_2d(flipped)
+    data = bytearray(cv2.imencode(".png", np.ones((30, 50, 3), np.uint8))[1].tobytes())
+    data[33] = 0xF8  # the IDAT chunk's length: 4 GB (OpenCV reads the chunk into memory first)
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"flipped\.png: truncated or corrupt PNG: its 'IDAT' chunk at byte 33 declares "
+                                         r"4,1\d\d,\d{3},\d{3} bytes, but only \d+ follow"):
+        read_image_2d(flipped)
+
+
 def test_not_a_volume(tmp_path):
     bad = tmp_path / "bad.nii.gz"
     bad.write_bytes(b"hello")
