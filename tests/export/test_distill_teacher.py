@@ -170,6 +170,7 @@ def test_rep_medsam_starts_from_the_litemedsam_decoder(tmp_path, cache):
     lite = build_lite_medsam().state_dict()
     with torch.no_grad():
         lite["mask_decoder.iou_prediction_head.layers.0.bias"] += 0.5  # not an init value
+        lite["image_encoder.neck.3.weight"] *= 0.14  # the trained teacher's scale
     ckpt = tmp_path / "lite.pth"
     torch.save(lite, ckpt)
     trainer = Trainer(TrainConfig(stage="pipeline", data=str(cache), state=str(tmp_path / "s"), init=str(ckpt),
@@ -179,3 +180,8 @@ def test_rep_medsam_starts_from_the_litemedsam_decoder(tmp_path, cache):
         if not k.startswith("image_encoder."):
             assert torch.equal(got[k], v), k
     assert any(k.startswith("image_encoder.features.") for k in got)
+    # the neck after its first conv has the teacher's shapes and values (its last LayerNorm sets the embedding
+    # scale); the first conv (448 vs 320 inputs) stays the student's own
+    for name in ("neck.1.weight", "neck.2.weight", "neck.3.weight", "neck.3.bias"):
+        assert torch.equal(got["image_encoder." + name], lite["image_encoder." + name]), name
+    assert got["image_encoder.neck.0.weight"].shape != lite["image_encoder.neck.0.weight"].shape

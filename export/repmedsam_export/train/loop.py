@@ -70,6 +70,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return "bf16" if _cpu_has_native_bf16() else "f32"
 
 
+# the neck layers Rep-MedSAM and LiteMedSAM share in shape: LayerNorm, 3x3 conv, LayerNorm
+_SHARED_NECK = ("image_encoder.neck.1.", "image_encoder.neck.2.", "image_encoder.neck.3.")
+
 class Trainer:
     """Builds everything from a TrainConfig; `run()` trains until the epochs or the budget run out.
 
@@ -162,10 +165,14 @@ class Trainer:
             return
         state = load_state_dict(init)
         if cfg.arch == "rep_medsam" and detect_arch(state) == "litemedsam":
-            # the teacher's prompt encoder and mask decoder fit Rep-MedSAM exactly; its encoder does not
-            state = {k: v for k, v in state.items() if not k.startswith("image_encoder.")}
-            state.update({k: v for k, v in self.model.state_dict().items() if k.startswith("image_encoder.")})
-            log.info("prompt encoder and mask decoder from LiteMedSAM %s", init)
+            # the teacher's prompt encoder and mask decoder fit Rep-MedSAM exactly; of its encoder, the neck after
+            # the first 1x1 conv does too: its last LayerNorm sets the embedding's scale (weights ~0.14, not the
+            # fresh 1.0, whose 6x too large output the student otherwise spends thousands of steps shrinking)
+            own = self.model.state_dict()
+            state = {k: v for k, v in state.items() if not k.startswith("image_encoder.")
+                     or (k.startswith(_SHARED_NECK) and k in own and v.shape == own[k].shape)}
+            state.update({k: v for k, v in own.items() if k not in state})
+            log.info("prompt encoder, mask decoder and neck (after its first conv) from LiteMedSAM %s", init)
         try:
             self.model.load_state_dict({k: v.float() for k, v in state.items()})
         except RuntimeError as e:
