@@ -448,6 +448,7 @@ def read_image_2d(path: Path, max_voxels: int | None = None) -> np.ndarray:
 # deflate's best case: one 258-byte match per 2 bits, so IDAT chunks never inflate to more than 1032 times their size
 _DEFLATE_MAX_RATIO = 1032
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # IHDR colour type -> values per pixel (grey, RGB, palette, grey+A, RGBA)
 
 
 def _check_png_chunks(path: Path, data: np.ndarray) -> None:
@@ -466,7 +467,7 @@ def _check_png_chunks(path: Path, data: np.ndarray) -> None:
                              f"{length:,} bytes, but only {max(size - at - 12, 0):,} follow.")
         if kind == b"IHDR" and length >= 13:
             width, height, depth, colour = struct.unpack_from(">IIBB", buf, at + 8)
-            samples = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 1)
+            samples = _PNG_SAMPLES.get(colour, 1)
             raw = height * (1 + (width * samples * depth + 7) // 8)  # a filter byte per row; interlacing adds more
         elif kind == b"IDAT":
             idat += length
@@ -481,9 +482,9 @@ def _check_png_chunks(path: Path, data: np.ndarray) -> None:
 def _declared_image_shape(head: bytes) -> tuple[int, int, int] | None:
     """(width, height, channels) from a PNG IHDR, a JPEG SOF or a TIFF's first IFD; None when not found."""
     try:
-        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
             width, height = struct.unpack(">II", head[16:24])
-            return width, height, {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(head[25], 4)
+            return width, height, _PNG_SAMPLES.get(head[25], 4)
         if head[:2] == b"\xff\xd8":
             at = 2
             while at + 9 < len(head) and head[at] == 0xFF:

@@ -73,6 +73,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
 # the neck layers Rep-MedSAM and LiteMedSAM share in shape: LayerNorm, 3x3 conv, LayerNorm
 _SHARED_NECK = ("image_encoder.neck.1.", "image_encoder.neck.2.", "image_encoder.neck.3.")
 
+
 class Trainer:
     """Builds everything from a TrainConfig; `run()` trains until the epochs or the budget run out.
 
