@@ -16,7 +16,7 @@ import openvino.opset13 as ops  # noqa: E402
 
 from repmedsam_export.model import build_lite_medsam  # noqa: E402
 from repmedsam_export.train import Trainer, TrainConfig  # noqa: E402
-from repmedsam_export.train.data import CacheSource, build_cache, open_source, select_subset  # noqa: E402
+from repmedsam_export.train.data import CacheSource  # noqa: E402
 from repmedsam_export.train.ov_teacher import OpenVINOTeacher, open_teacher  # noqa: E402
 from repmedsam_export.train.losses import distillation_loss  # noqa: E402
 from repmedsam_export.train.samples import EmbeddingSamples, augmented_view, crop_pair, dihedral, preprocess  # noqa: E402
@@ -50,12 +50,6 @@ def expected_embedding(x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    folder = open_source(TRAIN)
-    return build_cache(folder, tmp_path_factory.mktemp("cache") / "c.npz", select_subset(folder.items, 6))
-
-
-@pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory):
     return pool_teacher(tmp_path_factory.mktemp("teacher") / "model")
 
@@ -86,11 +80,11 @@ def test_augmented_views_are_seeded_uint8_images():
     assert grey.ndim == 2 and grey.dtype == np.uint8
 
 
-def test_embed_teacher_and_distill_with_views(tmp_path, cache, teacher_dir, capsys):
+def test_embed_teacher_and_distill_with_views(tmp_path, train_cache, teacher_dir, capsys):
     emb = tmp_path / "emb"
-    assert main(["train", "embed-teacher", "-q", str(teacher_dir), "--data", str(cache), "-o", str(emb)]) == 0
+    assert main(["train", "embed-teacher", "-q", str(teacher_dir), "--data", str(train_cache), "-o", str(emb)]) == 0
     store = EmbeddingStore(emb)
-    source = CacheSource(cache)
+    source = CacheSource(train_cache)
     first = source.items[0]
     np.testing.assert_allclose(store.get(first.key), expected_embedding(preprocess(source.read(first)[0])),
                                rtol=1e-2, atol=2e-2)  # float16 storage, bf16 inference where the CPU has it
@@ -108,20 +102,20 @@ def test_embed_teacher_and_distill_with_views(tmp_path, cache, teacher_dir, caps
                         ("views only", ["--teacher-embeddings", str(tmp_path / "none"), "--views", "1"])):
         state = tmp_path / name
         capsys.readouterr()
-        assert main(["train", "distill", "-q", "--data", str(cache), "--arch", "tiny", "--state", str(state),
+        assert main(["train", "distill", "-q", "--data", str(train_cache), "--arch", "tiny", "--state", str(state),
                      "--teacher", str(teacher_dir), *extra, "-b", "2", "--max-steps", "2"]) == 0
         assert json.loads(capsys.readouterr().out)["step"] == 2
         steps = [json.loads(line) for line in (state / "log.jsonl").read_text().splitlines()]
         assert all(math.isfinite(r["mse"]) for r in steps if r["event"] == "step")
 
 
-def test_crops_keep_input_and_target_aligned(tmp_path, cache, teacher_dir, capsys):
+def test_crops_keep_input_and_target_aligned(tmp_path, train_cache, teacher_dir, capsys):
     """The pool teacher is equivariant to 4-pixel shifts, so a crop's target must equal the teacher's embedding
     of the cropped input exactly (up to float16 storage): a corner off the 4-pixel grid, or a target cut at
     another place than the input, fails."""
     emb = tmp_path / "emb"
-    assert main(["train", "embed-teacher", "-q", str(teacher_dir), "--data", str(cache), "-o", str(emb)]) == 0
-    source = CacheSource(cache)
+    assert main(["train", "embed-teacher", "-q", str(teacher_dir), "--data", str(train_cache), "-o", str(emb)]) == 0
+    source = CacheSource(train_cache)
     samples = EmbeddingSamples(source, source.items, EmbeddingStore(emb), open_teacher(teacher_dir), views=0.5,
                                crop=128)
     corners = set()
@@ -134,7 +128,7 @@ def test_crops_keep_input_and_target_aligned(tmp_path, cache, teacher_dir, capsy
     assert len(corners) > 1
     state = tmp_path / "state"
     capsys.readouterr()
-    assert main(["train", "distill", "-q", "--data", str(cache), "--arch", "tiny", "--state", str(state),
+    assert main(["train", "distill", "-q", "--data", str(train_cache), "--arch", "tiny", "--state", str(state),
                  "--teacher", str(teacher_dir), "--teacher-embeddings", str(emb), "--crop", "128", "-b", "2",
                  "--max-steps", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["step"] == 2
@@ -160,20 +154,20 @@ def test_distillation_loss_leaves_out_the_margin():
     assert float(distillation_loss(student, teacher)["loss"]) > 9
 
 
-def test_views_below_one_need_stored_embeddings(tmp_path, cache, teacher_dir, capsys):
-    assert main(["train", "distill", "-q", "--data", str(cache), "--arch", "tiny", "--state", str(tmp_path / "s"),
+def test_views_below_one_need_stored_embeddings(tmp_path, train_cache, teacher_dir, capsys):
+    assert main(["train", "distill", "-q", "--data", str(train_cache), "--arch", "tiny", "--state", str(tmp_path / "s"),
                  "--teacher", str(teacher_dir), "--teacher-embeddings", str(tmp_path / "none"), "--max-steps", "1"]) == 2
     assert "pass --views 1" in capsys.readouterr().err
 
 
-def test_rep_medsam_starts_from_the_litemedsam_decoder(tmp_path, cache):
+def test_rep_medsam_starts_from_the_litemedsam_decoder(tmp_path, train_cache):
     lite = build_lite_medsam().state_dict()
     with torch.no_grad():
         lite["mask_decoder.iou_prediction_head.layers.0.bias"] += 0.5  # not an init value
         lite["image_encoder.neck.3.weight"] *= 0.14  # the trained teacher's scale
     ckpt = tmp_path / "lite.pth"
     torch.save(lite, ckpt)
-    trainer = Trainer(TrainConfig(stage="pipeline", data=str(cache), state=str(tmp_path / "s"), init=str(ckpt),
+    trainer = Trainer(TrainConfig(stage="pipeline", data=str(train_cache), state=str(tmp_path / "s"), init=str(ckpt),
                                   threads=torch.get_num_threads()))
     got = trainer.model.state_dict()
     for k, v in lite.items():
@@ -185,3 +179,40 @@ def test_rep_medsam_starts_from_the_litemedsam_decoder(tmp_path, cache):
     for name in ("neck.1.weight", "neck.2.weight", "neck.3.weight", "neck.3.bias"):
         assert torch.equal(got["image_encoder." + name], lite["image_encoder." + name]), name
     assert got["image_encoder.neck.0.weight"].shape != lite["image_encoder.neck.0.weight"].shape
+
+
+class TorchPoolTeacher:
+    """The pool teacher in torch, with TorchTeacher's `embed_tensor`: what a GPU teacher gives the trainer."""
+
+    def embed_tensor(self, images):
+        pooled = torch.nn.functional.avg_pool2d(images.float(), 4)
+        return torch.nn.functional.conv2d(pooled, torch.from_numpy(WEIGHTS))
+
+
+def test_a_torch_teacher_targets_whole_batches_in_the_trainer(tmp_path, train_cache, teacher_dir, monkeypatch):
+    """Views only with a torch teacher: the samples come without targets (no teacher in data-loading
+    processes), the same views the per-sample path makes, and the trainer's loss is against the teacher's
+    embedding of the batch."""
+    source = CacheSource(train_cache)
+    per_sample = EmbeddingSamples(source, source.items, None, OpenVINOTeacher(teacher_dir, precision="f32"), views=1.0)
+    deferred = EmbeddingSamples(source, source.items, deferred=True)
+    for pos in range(4):
+        key = (0, pos, pos % len(source.items))
+        a, b = per_sample[key], deferred[key]
+        assert "target" not in b and torch.equal(a["image"], b["image"])
+        got = TorchPoolTeacher().embed_tensor(b["image"][None])[0]
+        np.testing.assert_allclose(got.numpy(), a["target"].numpy(), rtol=1e-4, atol=1e-4)
+
+    import repmedsam_export.train.ov_teacher as ov_teacher
+
+    monkeypatch.setattr(ov_teacher, "open_teacher", lambda *a, **k: TorchPoolTeacher())
+    cfg = TrainConfig(stage="distill", data=str(train_cache), arch="tiny", state=str(tmp_path / "s"), teacher="torch",
+                      teacher_embeddings=str(tmp_path / "none"), views=1.0, batch_size=2,
+                      threads=torch.get_num_threads())
+    trainer = Trainer(cfg)
+    assert trainer.dataset.deferred and isinstance(trainer.batch_teacher, TorchPoolTeacher)
+    batch = next(iter(trainer._loader()))
+    image = batch["image"].to(memory_format=trainer.memory_format)
+    with torch.no_grad(), trainer._autocast():
+        expected = distillation_loss(trainer.net(image), TorchPoolTeacher().embed_tensor(image))["mse"]
+    assert trainer.train_step(batch)["mse"] == pytest.approx(float(expected), rel=1e-3)

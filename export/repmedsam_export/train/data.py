@@ -128,6 +128,11 @@ class CacheSource:
         self.items = [Item(str(n), str(s), int(z)) for n, s, z in zip(names, sources, zs)]
         self._row = {item: i for i, item in enumerate(self.items)}
 
+    def raw(self, item: Item) -> tuple[bytes, bytes]:
+        """The item's image and label map as stored (encoded file bytes), for a smaller cache."""
+        a, b, c, d = self.offsets[self._row[item]]
+        return self.blob[a:b].tobytes(), self.blob[c:d].tobytes()
+
     def read(self, item: Item) -> tuple[np.ndarray, np.ndarray]:
         i = self._row[item]
         a, b, c, d = self.offsets[i]
@@ -166,8 +171,8 @@ def select_subset(items: list[Item], n: int | None, seed: int = 0) -> list[Item]
     return chosen
 
 
-def build_cache(source: FolderSource, out: str | os.PathLike, items: list[Item] | None = None) -> Path:
-    """Write the compact cache of `items` (default: all of the folder's) to `out` atomically."""
+def build_cache(source: FolderSource | CacheSource, out: str | os.PathLike, items: list[Item] | None = None) -> Path:
+    """Write the compact cache of `items` (default: all of the source's) to `out` atomically."""
     out = Path(out)
     items = source.items if items is None else items
     chunks, offsets, pos = [], np.zeros((len(items), 4), dtype=np.int64), 0

@@ -91,6 +91,7 @@ class Trainer:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.precision = resolve_precision(cfg.precision, self.device)
@@ -128,6 +129,7 @@ class Trainer:
         self.epoch, self.consumed, self.step = 0, 0, 0
         self.epoch_loss_sum, self.epoch_steps = 0.0, 0
         self.best: float | None = None
+        self.batch_teacher = None  # set by _dataset when a torch teacher targets whole batches
         self._resume()
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -195,6 +197,9 @@ class Trainer:
                 if cfg.views < 1:  # the views share is part of the run's identity: never switched silently
                     raise UsageError(f"{folder}: no stored teacher embeddings; pass --views 1 to train on "
                                      "on-the-fly targets only, or run embed-teacher first.")
+                if hasattr(teacher, "embed_tensor") and not cfg.crop:
+                    self.batch_teacher = teacher  # targets per batch on the device (train_step)
+                    return EmbeddingSamples(self.source, self.items, seed=cfg.seed, deferred=True)
                 store = None  # EmbeddingSamples then makes every sample an on-the-fly view
             else:
                 store = EmbeddingStore(folder)
@@ -240,9 +245,10 @@ class Trainer:
     def train_step(self, batch) -> dict[str, float]:
         image = batch["image"].to(self.device, memory_format=self.memory_format)
         if self.distill:
+            target = batch["target"].to(self.device) if "target" in batch else self.batch_teacher.embed_tensor(image)
             with self._autocast():
                 embedding = self.ddp(image)
-            parts = distillation_loss(embedding, batch["target"].to(self.device), CROP_MARGIN if self.cfg.crop else 0)
+            parts = distillation_loss(embedding, target, CROP_MARGIN if self.cfg.crop else 0)
         else:
             with self._autocast():
                 logits, iou = self.ddp(image, batch["box"].to(self.device)[:, None])

@@ -3,7 +3,8 @@ encoder), bf16 on CPUs with native bf16 and f32 elsewhere — about 3x faster th
 here, which is what makes on-the-fly targets for augmented views affordable.
 
 `open_teacher(PATH)` accepts a LiteMedSAM checkpoint (its encoder is exported once to a cache folder next
-to it, keyed by the checkpoint's sha256; on a CUDA device it runs in torch instead), a model folder
+to it, keyed by the checkpoint's sha256; on a CUDA device, or when it holds the encoder alone, it runs in
+torch instead), a model folder
 (encoder.xml), or a SAM-layout ViT checkpoint (run in torch, as before).
 """
 
@@ -52,19 +53,35 @@ class OpenVINOTeacher:
 
 
 class TorchTeacher:
-    """LiteMedSAM's TinyViT in torch on a CUDA device (bf16 autocast), with OpenVINOTeacher's interface."""
+    """LiteMedSAM's TinyViT in torch on a CUDA device (bf16 autocast), with OpenVINOTeacher's interface and
+    `embed_tensor`, which the trainer uses to target a whole batch where it already lies on the device."""
 
     def __init__(self, checkpoint: Path, device: str) -> None:
-        from ..checkpoint import file_sha256, load_checkpoint
+        from ..checkpoint import file_sha256, load_state_dict
+        from ..model import build_lite_medsam
 
-        self.encoder = load_checkpoint(checkpoint, arch="litemedsam").image_encoder.to(device).eval()
+        # only the encoder is needed (and, on the GPU machine, all that travels: train/device.py)
+        prefix = "image_encoder."
+        state = {k[len(prefix):]: v.float() for k, v in load_state_dict(checkpoint).items() if k.startswith(prefix)}
+        self.encoder = build_lite_medsam().image_encoder
+        try:
+            self.encoder.load_state_dict(state)
+        except RuntimeError as e:
+            raise ModelError(f"{checkpoint}: not a LiteMedSAM encoder ({str(e).splitlines()[0][:300]}).") from None
+        self.encoder.to(device).eval()
         self.device, self.out_shape, self.source_sha256 = device, (256, 64, 64), file_sha256(checkpoint)
+
+    def embed_tensor(self, images):
+        """(B, 3, 256, 256) float tensor on the teacher's device -> (B, 256, 64, 64) float32 there."""
+        import torch
+
+        with torch.no_grad(), torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16):
+            return self.encoder(images).float()
 
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.no_grad(), torch.autocast(self.device, dtype=torch.bfloat16):
-            return self.encoder(torch.from_numpy(images).to(self.device)).float().cpu().numpy()
+        return self.embed_tensor(torch.from_numpy(images).to(self.device)).cpu().numpy()
 
 
 def _exported_encoder(checkpoint: Path) -> Path:
@@ -91,7 +108,9 @@ def open_teacher(path: str | os.PathLike, threads: int | None = None, device: st
 
     state = load_state_dict(path)
     if detect_arch(state) == "litemedsam":
-        if device == "cuda":  # a GPU runs the torch encoder far faster than OpenVINO runs it on the host CPU
+        # a GPU runs the torch encoder far faster than OpenVINO runs it on the host CPU; an encoder alone
+        # (what travels to the GPU machine) cannot be exported to a model folder
+        if device == "cuda" or not any(k.startswith("mask_decoder.") for k in state):
             return TorchTeacher(path, device)
         return OpenVINOTeacher(_exported_encoder(path), threads)
     from .teacher import load_teacher

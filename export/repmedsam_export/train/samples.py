@@ -202,17 +202,23 @@ class EmbeddingSamples(torch.utils.data.Dataset):
     every view is a new training pair. With `crop`, each pair is cut to a random crop×crop part of the input
     and the matching part of the target (`crop_pair`): the encoder is convolutional, and a 128-pixel crop
     costs about a fifth of a whole 256 image's step.
+
+    `deferred=True` (no store, no teacher, no crop): every sample is a view returned without a target, for a
+    trainer that runs the teacher on the whole batch on its own device (a GPU teacher cannot run inside
+    data-loading processes, and one image at a time would leave it idle).
     """
 
     def __init__(self, source, items: list[Item], store=None, teacher=None, views: float = 0.0, seed: int = 0,
-                 crop: int = 0):
-        if store is None and teacher is None:
+                 crop: int = 0, deferred: bool = False):
+        if deferred and (store is not None or teacher is not None or crop):
+            raise ValueError("deferred targets: views only, whole images, the teacher run by the trainer")
+        if store is None and teacher is None and not deferred:
             raise ValueError("distillation needs stored teacher embeddings or a teacher")
         if crop and (crop % EMBEDDING_STRIDE or not 0 < crop <= IMAGE_SIZE):
             raise ValueError(f"crop {crop}: expected a multiple of {EMBEDDING_STRIDE} up to {IMAGE_SIZE}")
         self.source, self.items, self.store, self.teacher = source, items, store, teacher
         self.views = 1.0 if store is None else (views if teacher is not None else 0.0)
-        self.seed, self.crop = seed, crop
+        self.seed, self.crop, self.deferred = seed, crop, deferred
 
     def __len__(self) -> int:
         return len(self.items)
@@ -225,6 +231,8 @@ class EmbeddingSamples(torch.utils.data.Dataset):
         if rng.random() < self.views:
             view = augmented_view(resize_longest_side(image), rng)
             x = preprocess(view)  # resizes the view to 256 again
+            if self.deferred:
+                return {"image": torch.from_numpy(x), "index": index}
             target = self.teacher.embed_batch(x[None])[0].astype(np.float32)
             k, flip = 0, False  # the view is already rotated and flipped
         else:

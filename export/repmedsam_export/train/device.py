@@ -1,0 +1,137 @@
+"""A distillation burst on a lent GPU machine (issue 11): what travels there and what comes back.
+
+The device tool copies the working tree, at most 64 MiB with what a call carries, to a machine with torch,
+numpy and OpenCV but none of our own dependencies and no network. So the trainer runs from the source tree
+(PYTHONPATH=python:export), the teacher travels as LiteMedSAM's encoder alone in float16, the data as a
+subset of the training cache sized to the room left, and the student comes back as its encoder in float16
+(a returned file may hold 16 MiB). `export/train_on_device.sh` is the one prepared command:
+
+    python -m repmedsam_export.train.device pack          # here: .devpack/ (git-ignored)
+    device run: `bash export/train_on_device.sh 7`, carry [".devpack"], timeout_s 600
+    python -m repmedsam_export.train.device merge FILES_AT/student_encoder_f16.pth -o init.pth   # here
+
+`merge` joins that encoder with LiteMedSAM's prompt encoder and mask decoder into a Rep-MedSAM checkpoint for
+`train distill --init` (stored targets, validation) or `train pipeline --init` on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from repmedsam_ov.errors import InputError, ModelError, UsageError
+
+from ..checkpoint import load_checkpoint, load_state_dict
+from .data import build_cache, open_source, select_subset
+from .state import load_state, save_atomic
+
+__all__ = ["TREE_LIMIT", "pack", "finish", "merge"]
+
+TREE_LIMIT = 64 * 2**20  # the device tool's cap on the working tree plus carried paths
+RETURN_LIMIT = 16 * 2**20  # its cap on one returned file
+ENCODER = "image_encoder."
+
+
+def _encoder_f16(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items() if k.startswith(ENCODER)}
+
+
+def tree_bytes(root: Path) -> int:
+    """Bytes of what the device tool sends besides carried paths: tracked and untracked-not-ignored files."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                            capture_output=True, check=True).stdout.split(b"\0")
+    return sum((root / name.decode()).stat().st_size for name in listed if name and (root / name.decode()).is_file())
+
+
+def pack(teacher: Path, data: Path, out: Path, root: Path, limit: int = TREE_LIMIT, seed: int = 0,
+         min_images: int = 100) -> dict:
+    """Write out/teacher_encoder_f16.pth and out/data.npz (the largest source-balanced subset that fits)."""
+    out.mkdir(parents=True, exist_ok=True)
+    teacher_file = out / "teacher_encoder_f16.pth"
+    save_atomic(_encoder_f16(load_state_dict(teacher)), teacher_file)
+    for stale in out.glob("data.npz"):
+        stale.unlink()
+    room = limit - tree_bytes(root) - teacher_file.stat().st_size - 2 * 2**20  # headers, later edits
+    source = open_source(data)
+    size = {item: sum(len(b) for b in source.raw(item)) for item in source.items}
+    lo, hi = 0, len(source.items)  # largest n whose subset fits: subsets grow by appending (select_subset)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if sum(size[i] for i in select_subset(source.items, mid, seed)) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo < min_images:
+        raise UsageError(f"only {max(room, 0) / 2**20:.1f} MiB left for data beside the working tree "
+                         f"({tree_bytes(root) / 2**20:.1f} MiB) and the teacher: too little to train on.")
+    items = select_subset(source.items, lo, seed)
+    build_cache(source, out / "data.npz", items)
+    total = tree_bytes(root) + teacher_file.stat().st_size + (out / "data.npz").stat().st_size
+    return {"images": len(items), "of": len(source.items), "sources": len({i.source for i in items}),
+            "travels_mib": round(total / 2**20, 1), "limit_mib": limit / 2**20, "pack": str(out)}
+
+
+def finish(state_dir: Path, out: Path) -> dict:
+    """On the device after training: the student's encoder in float16, and the run's log, into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    state = load_state(state_dir / "state.pt")
+    target = out / "student_encoder_f16.pth"
+    save_atomic({"model": _encoder_f16(state["model"]), "epoch": state["epoch"], "step": state["step"]}, target)
+    if target.stat().st_size > RETURN_LIMIT:
+        raise UsageError(f"{target}: {target.stat().st_size} bytes, over the {RETURN_LIMIT} a returned file may hold.")
+    log = state_dir / "log.jsonl"
+    if log.is_file():
+        (out / "log.jsonl").write_bytes(log.read_bytes())
+    return {"encoder": str(target), "bytes": target.stat().st_size, "step": state["step"]}
+
+
+def merge(student: Path, teacher: Path, out: Path) -> dict:
+    """The student's encoder + the teacher's prompt encoder and mask decoder -> a Rep-MedSAM checkpoint."""
+    encoder = {k: v.float() for k, v in load_state_dict(student).items() if k.startswith(ENCODER)}
+    rest = {k: v.float() for k, v in load_state_dict(teacher).items() if not k.startswith(ENCODER)}
+    save_atomic({"model": {**rest, **encoder}, "stage": "distill", "arch": "rep_medsam", "from": str(student)}, out)
+    load_checkpoint(out, arch="rep_medsam")  # strict: every key of the model, with its shape
+    return {"checkpoint": str(out), "encoder_keys": len(encoder), "other_keys": len(rest)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from repmedsam_ov.litemedsam_weights import default_path
+
+    ap = argparse.ArgumentParser(prog="python -m repmedsam_export.train.device", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("pack", help="here: teacher encoder and a data subset that fit the device tree")
+    p.add_argument("--teacher", type=Path, default=default_path())
+    p.add_argument("--data", type=Path, default=Path("../shared/data/train"), help="training folder or cache")
+    p.add_argument("-o", "--out", type=Path, default=Path(".devpack"))
+    f = sub.add_parser("finish", help="device: the student encoder (float16) and log into OUT")
+    f.add_argument("state", type=Path)
+    f.add_argument("-o", "--out", type=Path, required=True)
+    m = sub.add_parser("merge", help="here: a Rep-MedSAM checkpoint from the returned encoder")
+    m.add_argument("student", type=Path)
+    m.add_argument("--teacher", type=Path, default=default_path())
+    m.add_argument("-o", "--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    try:
+        if args.action == "pack":
+            root = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                                       check=True).stdout.strip())
+            result = pack(args.teacher, args.data, args.out, root)
+        elif args.action == "finish":
+            result = finish(args.state, args.out)
+        else:
+            result = merge(args.student, args.teacher, args.out)
+    except (InputError, ModelError, UsageError, FileNotFoundError) as e:
+        print(f"repmedsam_export.train.device {args.action}: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
