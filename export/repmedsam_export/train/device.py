@@ -54,9 +54,9 @@ def pack(teacher: Path, data: Path, out: Path, root: Path, limit: int = TREE_LIM
     out.mkdir(parents=True, exist_ok=True)
     teacher_file = out / "teacher_encoder_f16.pth"
     save_atomic(_encoder_f16(load_state_dict(teacher)), teacher_file)
-    for stale in out.glob("data.npz"):
-        stale.unlink()
-    room = limit - tree_bytes(root) - teacher_file.stat().st_size - 2 * 2**20  # headers, later edits
+    (out / "data.npz").unlink(missing_ok=True)
+    tree = tree_bytes(root)
+    room = limit - tree - teacher_file.stat().st_size - 2 * 2**20  # headers, later edits
     source = open_source(data)
     size = {item: sum(len(b) for b in source.raw(item)) for item in source.items}
     lo, hi = 0, len(source.items)  # largest n whose subset fits: subsets grow by appending (select_subset)
@@ -68,10 +68,10 @@ def pack(teacher: Path, data: Path, out: Path, root: Path, limit: int = TREE_LIM
             hi = mid - 1
     if lo < min_images:
         raise UsageError(f"only {max(room, 0) / 2**20:.1f} MiB left for data beside the working tree "
-                         f"({tree_bytes(root) / 2**20:.1f} MiB) and the teacher: too little to train on.")
+                         f"({tree / 2**20:.1f} MiB) and the teacher: too little to train on.")
     items = select_subset(source.items, lo, seed)
     build_cache(source, out / "data.npz", items)
-    total = tree_bytes(root) + teacher_file.stat().st_size + (out / "data.npz").stat().st_size
+    total = tree + teacher_file.stat().st_size + (out / "data.npz").stat().st_size
     return {"images": len(items), "of": len(source.items), "sources": len({i.source for i in items}),
             "travels_mib": round(total / 2**20, 1), "limit_mib": limit / 2**20, "pack": str(out)}
 
