@@ -136,9 +136,26 @@ def test_auto_precision_reason_matches_the_runtime(int8, toy_model_dir, tmp_path
             shutil.copy(tmp_path / "int8" / f"encoder{ext}", folder / f"encoder_int8{ext}")
     precision, reason = _core.auto_precision(str(folder))
     assert Segmenter(folder, threads=1).precision == precision
-    expected = {"bf16": "AMX", None: "has no int8 encoder", "true": "int8 encoder passed its accuracy bound",
+    expected = {"bf16": "computes bf16 natively", None: "has no int8 encoder", "true": "int8 encoder passed its accuracy bound",
                 "false": "int8 encoder failed its accuracy bound"}
     assert expected["bf16" if precision == "bf16" else int8] in reason
+
+
+def test_auto_picks_bf16_exactly_where_the_kernel_reports_native_bf16_units():
+    # the kernel's CPU flags are an independent reading of the cpuid bits the runtime checks; bf16 pays off only
+    # on AMX or AVX512-BF16 units (elsewhere OpenVINO emulates it, ~5x slower than f32)
+    flags = set()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            flags = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    if not flags:
+        pytest.skip("no /proc/cpuinfo flags on this platform")
+    import openvino as ov
+
+    native = ("amx_bf16" in flags and "amx_tile" in flags) or ("avx512_bf16" in flags and "avx512f" in flags)
+    openvino_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    precision, reason = _core.auto_precision("")
+    assert (precision == "bf16") == (native and openvino_bf16), reason
 
 
 # ---- 4: counts are checked as usage errors, in the CLI's words ------------------------------------------------
