@@ -74,8 +74,8 @@ class Segmenter:
         model: model folder holding encoder.xml/.bin and decoder.xml/.bin (optionally encoder_int8.xml/.bin),
             as written by `repmedsam-ov export`; None = the model bundled with the package
             (`resolve_model_dir`; `repmedsam-ov info` says whether this build has one).
-        precision: "auto" (bf16 on CPUs with native bf16 — AMX or AVX512-BF16 —, else int8 when the folder has an int8 encoder that passed its
-            accuracy bound at export, else f32),
+        precision: "auto" (bf16 on CPUs with native bf16, AMX or AVX512-BF16; else int8 when the folder has an
+            int8 encoder that passed its accuracy bound at export; else f32),
             "f32" (matches the PyTorch reference), "bf16" or "int8".
         threads: inference threads in total; None = all physical cores.
         streams: inferences run in parallel (threads are split between them); None = 2 where there are two

@@ -136,8 +136,8 @@ def test_auto_precision_reason_matches_the_runtime(int8, toy_model_dir, tmp_path
             shutil.copy(tmp_path / "int8" / f"encoder{ext}", folder / f"encoder_int8{ext}")
     precision, reason = _core.auto_precision(str(folder))
     assert Segmenter(folder, threads=1).precision == precision
-    expected = {"bf16": "computes bf16 natively", None: "has no int8 encoder", "true": "int8 encoder passed its accuracy bound",
-                "false": "int8 encoder failed its accuracy bound"}
+    expected = {"bf16": "computes bf16 natively", None: "has no int8 encoder",
+                "true": "int8 encoder passed its accuracy bound", "false": "int8 encoder failed its accuracy bound"}
     assert expected["bf16" if precision == "bf16" else int8] in reason
 
 

@@ -13,7 +13,8 @@ std::string openvino_version();
 std::vector<std::string> available_devices();
 
 // What precision "auto" picks on this CPU for the model folder `model_dir` ("" = none), and why, e.g.
-// {F32, "no native bf16 (AMX or AVX512-BF16) on this CPU, and the model folder has no int8 encoder (export --int8 adds one)"}.
+// {F32, "no native bf16 (AMX or AVX512-BF16) on this CPU, and the model folder has no int8 encoder
+// (export --int8 adds one)"}.
 // Throws ModelError when the folder's encoder_int8.xml cannot be read.
 struct AutoPrecision {
   Precision precision;
