@@ -3,11 +3,14 @@
 with a reference engine (e.g. auto precision against f32).
 
     python benchmarks/model_card_eval.py ../shared/data/eval --engines runtime-auto,runtime-f32,litemedsam-f32,box-fill \
-        --agreement runtime-auto:runtime-f32 --out /tmp/card --json benchmarks/results/model-card.jsonl
+        --agreement runtime-auto:runtime-f32 --ship-bar runtime-f32:litemedsam-f32:box-fill \
+        --out /tmp/card --json benchmarks/results/model-card.jsonl
 
 Engines are `repmedsam-ov bench`'s (`-m` / `--litemedsam` as there). Segmentations go to OUT/<engine>/, so a
 second run can re-score them with `repmedsam-ov evaluate`. Prints a markdown table: per source the mean
-case DSC / NSD of each engine, then the per-case mean over all cases.
+case DSC / NSD of each engine, then the per-case mean over all cases. `--ship-bar C:T:B` checks issue 11's bar
+for candidate C against teacher T and baseline B (exit status 1 when it fails): C's per-case mean DSC at least
+T's - 0.01, no source more than 0.05 below T, and above B on every source where T is above B.
 """
 
 from __future__ import annotations
@@ -32,12 +35,33 @@ def source_of(name: str) -> str:
     return f"{parts[1]}/{parts[2]}"
 
 
+def ship_bar_failures(records: list[dict], candidate: str, teacher: str, baseline: str,
+                      mean_margin: float = 0.01, source_margin: float = 0.05) -> list[str]:
+    """What keeps `candidate` from shipping, from the per-source records main() builds; [] when it may ship."""
+    dsc = {(r["engine"], r["source"]): r["dsc"] for r in records if "engine" in r}
+    failures = []
+    for (engine, source), t in sorted(dsc.items()):
+        if engine != teacher:
+            continue
+        c, b = dsc[(candidate, source)], dsc[(baseline, source)]
+        if source.startswith("all"):
+            if c < t - mean_margin:
+                failures.append(f"{source}: DSC {c:.3f} < {teacher} {t:.3f} - {mean_margin}")
+            continue
+        if c < t - source_margin:
+            failures.append(f"{source}: DSC {c:.3f} more than {source_margin} below {teacher} {t:.3f}")
+        if t > b and c <= b:
+            failures.append(f"{source}: DSC {c:.3f} not above {baseline} {b:.3f}, which {teacher} beats ({t:.3f})")
+    return failures
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("eval_dir", type=Path, help="folder with imgs/ and gts/")
     p.add_argument("--engines", default="runtime-auto,runtime-f32,box-fill")
     p.add_argument("--agreement", action="append", default=[], metavar="A:B",
                    help="also report the mean label Dice of engine A against engine B")
+    p.add_argument("--ship-bar", metavar="C:T:B", help="check candidate C against teacher T and baseline B")
     p.add_argument("-m", "--model", type=Path)
     p.add_argument("--litemedsam", type=Path)
     p.add_argument("-t", "--threads", type=int)
@@ -46,6 +70,9 @@ def main() -> None:
     args = p.parse_args()
 
     engines = [e for e in args.engines.split(",") if e]
+    bar = args.ship_bar.split(":") if args.ship_bar else []
+    if bar and (len(bar) != 3 or not set(bar) <= set(engines)):
+        p.error(f"--ship-bar {args.ship_bar}: expected CANDIDATE:TEACHER:BASELINE, three of --engines {args.engines}")
     built = {e: make_engine(e, args.model, None, args.threads, args.litemedsam) for e in engines}
     cases = sorted((args.eval_dir / "imgs").glob("*.npz"))
     rows: dict[str, list] = {e: [] for e in engines}
@@ -93,6 +120,11 @@ def main() -> None:
         with open(args.json, "a") as f:
             for r in records:
                 f.write(json.dumps(r | facts | {"seconds": seconds.get(r.get("engine"))}) + "\n")
+    if bar:
+        failures = ship_bar_failures(records, *bar)
+        print(f"ship bar ({args.ship_bar}): " + ("met" if not failures else "NOT met\n  " + "\n  ".join(failures)))
+        if failures:
+            raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -1,25 +1,46 @@
 #!/usr/bin/env bash
-# The bundled model's distillation run (issue 11), resumable on any machine: rerun it every session, from an
-# activated environment with the export extra. It fetches the teacher and builds the data cache when they are
-# missing, resumes the state folder when there is one, and on a machine without it (sessions may get a new one)
-# starts from the student encoder committed in $PROGRESS. Extra arguments go to `train distill` (--max-minutes).
-# Before a session ends, commit the progress:
-#   python -m repmedsam_export.train.device finish "$STATE" -o export/progress/distill
+# The bundled model's training run (issue 11), resumable on any machine: rerun it every session, from an
+# activated environment with the export extra, as `train_bundled.sh [distill|pipeline] [ARGS]` (default
+# distill; ARGS go to `train STAGE`, e.g. --max-minutes). It fetches the teacher and builds the data cache when
+# they are missing and resumes the stage's state folder when there is one. On a machine without it (sessions may
+# get a new one) it starts from what export/progress/STAGE holds: distill from the committed student encoder,
+# pipeline from the committed whole model, else from the distillation's best (its state folder here, or the
+# committed encoder). Before a session ends, commit the progress:
+#   python -m repmedsam_export.train.device finish "$STATE" -o export/progress/STAGE
 set -euo pipefail
 cd "$(dirname "$0")/.."
+stage=distill
+case "${1:-}" in distill|pipeline) stage=$1; shift;; esac
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/repmedsam-ov
-state=${STATE:-$cache/train/distill-views}
-progress=${PROGRESS:-export/progress/distill}
 teacher=$cache/litemedsam/lite_medsam.pth
 data=$cache/train/data-cache.npz
+distill_state=$cache/train/distill-views
 
 [ -f "$teacher" ] || repmedsam-ov train get-teacher
 [ -f "$data" ] || repmedsam-ov train build-cache --data ../shared/data/train -o "$data"
-init=$teacher
-if [ ! -f "$state/state.pt" ] && [ -f "$progress/student_encoder_f16.pth" ]; then
-  init=$state.from-progress.pth
-  python -m repmedsam_export.train.device merge "$progress/student_encoder_f16.pth" -o "$init"
+
+merged_distill_encoder() {  # the committed student encoder with LiteMedSAM's prompt encoder and mask decoder
+  python -m repmedsam_export.train.device merge export/progress/distill/student_encoder_f16.pth -o "$1" >&2
+  echo "$1"
+}
+
+common=(--data "$data" -b 4 --epochs 400 --epoch-size 2560 --val ../shared/data/eval --val-cases 10 --val-every 1
+        -t 2 --log-every 20)
+if [ "$stage" = distill ]; then
+  state=${STATE:-$distill_state}
+  init=$teacher
+  if [ ! -f "$state/state.pt" ] && [ -f export/progress/distill/student_encoder_f16.pth ]; then
+    init=$(merged_distill_encoder "$state.from-progress.pth")
+  fi
+  exec repmedsam-ov train distill --init "$init" --teacher "$teacher" --views 1 --state "$state" --lr 4e-4 \
+    "${common[@]}" "$@"
 fi
-exec repmedsam-ov train distill --data "$data" --init "$init" --teacher "$teacher" --views 1 --state "$state" \
-  -b 4 --lr 4e-4 --epochs 400 --epoch-size 2560 --val ../shared/data/eval --val-cases 10 --val-every 1 -t 2 \
-  --log-every 20 "$@"
+state=${STATE:-$cache/train/pipeline}
+if [ -f export/progress/pipeline/model_f16.pth ]; then
+  init=export/progress/pipeline/model_f16.pth  # ignored when the state folder resumes
+elif [ -f "$distill_state/best.pth" ]; then
+  init=$distill_state/best.pth
+else
+  init=$(merged_distill_encoder "$distill_state.from-progress.pth")
+fi
+exec repmedsam-ov train pipeline --init "$init" --state "$state" --lr 5e-5 "${common[@]}" "$@"

@@ -103,6 +103,45 @@ def test_returned_encoder_merges_with_the_teacher_decoder(tmp_path, lite):
             assert torch.equal(v, teacher[k]), k
 
 
+def test_finish_after_pipeline_training_keeps_the_whole_model(tmp_path):
+    """Pipeline training changes the decoder too: its progress is the whole model, loadable as it is."""
+    torch.manual_seed(5)
+    model = build_rep_medsam().state_dict()
+    save_atomic({"config": {"stage": "pipeline", "arch": "rep_medsam"}, "model": model, "epoch": 1, "step": 9},
+                tmp_path / "state" / "state.pt")
+    result = finish(tmp_path / "state", tmp_path / "out")
+    assert result["stage"] == "pipeline" and result["step"] == 9
+    assert not (tmp_path / "out" / "student_encoder_f16.pth").exists()
+    saved = torch.load(tmp_path / "out" / "model_f16.pth", weights_only=True)
+    assert {v.dtype for v in saved["model"].values() if v.is_floating_point()} == {torch.float16}
+    got = load_checkpoint(tmp_path / "out" / "model_f16.pth", arch="rep_medsam").state_dict()
+    assert got.keys() == model.keys()
+    for k, v in got.items():
+        assert torch.equal(v, model[k].half().float()) if v.is_floating_point() else torch.equal(v, model[k]), k
+
+
+@pytest.mark.slow
+def test_the_bundled_pipeline_stage_starts_on_a_bare_machine_and_resumes(tmp_path, train_cache, lite):
+    """export/train_bundled.sh pipeline with no state folder: it starts from the committed progress (or the
+    distillation's), trains, and a second call resumes the state instead of starting over."""
+    cache = tmp_path / "xdg" / "repmedsam-ov"
+    (cache / "litemedsam").mkdir(parents=True)
+    (cache / "litemedsam" / "lite_medsam.pth").write_bytes(lite[0].read_bytes())
+    (cache / "train").mkdir()
+    (cache / "train" / "data-cache.npz").write_bytes(train_cache.read_bytes())
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+           "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    argv = ["bash", str(REPO / "export" / "train_bundled.sh"), "pipeline", "-b", "1", "--max-steps", "1", "-t", "1"]
+    for expected_step in (1, 2):
+        run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:] + run.stdout[-2000:]
+        summary = json.loads(run.stdout.strip().splitlines()[-1])
+        assert summary["step"] == expected_step and summary["state"] == str(cache / "train" / "pipeline")
+    steps = [json.loads(line) for line in (cache / "train" / "pipeline" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in steps if r["event"] == "step"] == [1, 2]
+    assert all(np.isfinite(r["dice"]) for r in steps if r["event"] == "step")
+
+
 @pytest.mark.slow
 def test_the_device_script_trains_and_returns_an_encoder_on_the_cpu(tmp_path, train_cache, lite):
     """The prepared command end to end, on the CPU (the GPU machine runs the same with --device cuda)."""

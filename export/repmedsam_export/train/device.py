@@ -37,8 +37,12 @@ RETURN_LIMIT = 16 * 2**20  # its cap on one returned file
 ENCODER = "image_encoder."
 
 
+def _all_f16(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def _encoder_f16(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.half() if v.is_floating_point() else v for k, v in state.items() if k.startswith(ENCODER)}
+    return _all_f16({k: v for k, v in state.items() if k.startswith(ENCODER)})
 
 
 def tree_bytes(root: Path) -> int:
@@ -77,17 +81,24 @@ def pack(teacher: Path, data: Path, out: Path, root: Path, limit: int = TREE_LIM
 
 
 def finish(state_dir: Path, out: Path) -> dict:
-    """On the device after training: the student's encoder in float16, and the run's log, into `out`."""
+    """The run's latest model in float16, and its log, into `out`: after a distillation the student's encoder
+    alone (`student_encoder_f16.pth`, what a device returns; `merge` rejoins it with the teacher's decoder),
+    after pipeline training or fine-tuning the whole model (`model_f16.pth`, a `train --init` checkpoint)."""
     out.mkdir(parents=True, exist_ok=True)
     state = load_state(state_dir / "state.pt")
-    target = out / "student_encoder_f16.pth"
-    save_atomic({"model": _encoder_f16(state["model"]), "epoch": state["epoch"], "step": state["step"]}, target)
-    if target.stat().st_size > RETURN_LIMIT:
+    stage = state.get("config", {}).get("stage", "distill")
+    if stage == "distill":
+        target, weights = out / "student_encoder_f16.pth", _encoder_f16(state["model"])
+    else:
+        target, weights = out / "model_f16.pth", _all_f16(state["model"])
+    save_atomic({"model": weights, "stage": stage, "arch": state.get("config", {}).get("arch", "rep_medsam"),
+                 "epoch": state["epoch"], "step": state["step"]}, target)
+    if stage == "distill" and target.stat().st_size > RETURN_LIMIT:
         raise UsageError(f"{target}: {target.stat().st_size} bytes, over the {RETURN_LIMIT} a returned file may hold.")
     log = state_dir / "log.jsonl"
     if log.is_file():
         (out / "log.jsonl").write_bytes(log.read_bytes())
-    return {"encoder": str(target), "bytes": target.stat().st_size, "step": state["step"]}
+    return {"model": str(target), "stage": stage, "bytes": target.stat().st_size, "step": state["step"]}
 
 
 def merge(student: Path, teacher: Path, out: Path) -> dict:
@@ -109,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher", type=Path, default=default_path())
     p.add_argument("--data", type=Path, default=Path("../shared/data/train"), help="training folder or cache")
     p.add_argument("-o", "--out", type=Path, default=Path(".devpack"))
-    f = sub.add_parser("finish", help="device: the student encoder (float16) and log into OUT")
+    f = sub.add_parser("finish", help="the latest student encoder (distill) or whole model (float16) and log into OUT")
     f.add_argument("state", type=Path)
     f.add_argument("-o", "--out", type=Path, required=True)
     m = sub.add_parser("merge", help="here: a Rep-MedSAM checkpoint from the returned encoder")
