@@ -86,12 +86,13 @@ def finish(state_dir: Path, out: Path) -> dict:
     after pipeline training or fine-tuning the whole model (`model_f16.pth`, a `train --init` checkpoint)."""
     out.mkdir(parents=True, exist_ok=True)
     state = load_state(state_dir / "state.pt")
-    stage = state.get("config", {}).get("stage", "distill")
+    config = state.get("config", {})
+    stage = config.get("stage", "distill")
     if stage == "distill":
         target, weights = out / "student_encoder_f16.pth", _encoder_f16(state["model"])
     else:
         target, weights = out / "model_f16.pth", _all_f16(state["model"])
-    save_atomic({"model": weights, "stage": stage, "arch": state.get("config", {}).get("arch", "rep_medsam"),
+    save_atomic({"model": weights, "stage": stage, "arch": config.get("arch", "rep_medsam"),
                  "epoch": state["epoch"], "step": state["step"]}, target)
     if stage == "distill" and target.stat().st_size > RETURN_LIMIT:
         raise UsageError(f"{target}: {target.stat().st_size} bytes, over the {RETURN_LIMIT} a returned file may hold.")
