@@ -43,4 +43,6 @@ elif [ -f "$distill_state/best.pth" ]; then
 else
   init=$(merged_distill_encoder "$distill_state.from-progress.pth")
 fi
-exec repmedsam-ov train pipeline --init "$init" --state "$state" --lr 5e-5 "${common[@]}" "$@"
+# --box-shrink 3: boxes also tighter than the mask, as 3D propagation makes them (MODEL_CARD, run history)
+exec repmedsam-ov train pipeline --init "$init" --state "$state" --lr 5e-5 --box-shift 5 --box-shrink 3 \
+  "${common[@]}" "$@"

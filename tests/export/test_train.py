@@ -16,7 +16,7 @@ from repmedsam_export.train.arch import build_model  # noqa: E402
 from repmedsam_export.train.data import CacheSource, FolderSource, Item, build_cache, select_subset  # noqa: E402
 from repmedsam_export.train.losses import achieved_iou, dice_loss, segmentation_loss  # noqa: E402
 from repmedsam_export.train.samples import (Augment, BalancedOrder, SegmentationSamples,  # noqa: E402
-                                            batch_keys, preprocess)
+                                            batch_keys, jittered_box, preprocess)
 from repmedsam_export.train.state import default_state_dir  # noqa: E402
 from repmedsam_export.train.teacher import (EmbeddingStore, build_tiny_teacher, load_teacher)  # noqa: E402
 from repmedsam_ov.cli import main  # noqa: E402
@@ -122,6 +122,24 @@ def test_samples_box_mask_padding_and_determinism(cache):
         assert torch.equal(again["image"], s["image"]) and torch.equal(again["box"], s["box"])
 
 
+def test_box_shrink_moves_sides_both_ways_and_keeps_tiny_boxes():
+    mask = np.zeros((256, 256), dtype=bool)
+    mask[100:141, 50:91] = True  # box 50..90 x 100..140
+    moves = np.array([[50, 100, -90, -140] + jittered_box(mask, np.random.default_rng(i), 5, shrink=3) * [-1, -1, 1, 1]
+                      for i in range(400)])  # per side: how far it moved outwards
+    assert moves.min() == -3 and moves.max() == 5
+    assert set(np.unique(moves)) == set(range(-3, 6))
+    dot = np.zeros((256, 256), dtype=bool)
+    dot[10:12, 20] = True  # 1x2 pixels: a side moved inwards past the middle would invert the box
+    for i in range(200):
+        x0, y0, x1, y1 = jittered_box(dot, np.random.default_rng(i), 5, shrink=3)
+        assert x0 <= 20 <= x1 and y0 <= 11 and y1 >= 10 and x0 <= x1 and y0 <= y1
+    # without shrink the draw is LiteMedSAM's 0..shift as before, sample for sample
+    rng, old = np.random.default_rng(7), np.random.default_rng(7)
+    d = old.integers(0, 6, size=4)
+    assert jittered_box(mask, rng, 5).tolist() == [50 - d[0], 100 - d[1], 90 + d[2], 140 + d[3]]
+
+
 # ---- losses -----------------------------------------------------------------------------------------
 def test_losses():
     target = torch.zeros(2, 1, 8, 8)
@@ -161,6 +179,20 @@ def test_resume_continues_exactly(tmp_path, cache):
     assert straight.sched.state_dict() == resumed.sched.state_dict()
     with pytest.raises(UsageError, match="other seed"):
         Trainer(tiny(tmp_path / "b", cache, epoch_size=3, seed=6, batch_size=1))
+    with pytest.raises(UsageError, match="other box_shrink"):
+        Trainer(tiny(tmp_path / "b", cache, box_shrink=2, **common))
+
+
+def test_resume_of_a_state_saved_before_a_setting_existed(tmp_path, cache):
+    common = dict(epoch_size=3, seed=5, batch_size=1)
+    Trainer(tiny(tmp_path, cache, max_steps=1, **common)).run()
+    path = tmp_path / "state" / "state.pt"
+    state = torch.load(path, weights_only=False)
+    del state["config"]["box_shrink"]  # as saved by a version without it: read as its default, 0
+    torch.save(state, path)
+    assert Trainer(tiny(tmp_path, cache, **common)).step == 1
+    with pytest.raises(UsageError, match="other box_shrink"):
+        Trainer(tiny(tmp_path, cache, box_shrink=3, **common))
 
 
 def test_epoch_end_keeps_the_best_with_validation(tmp_path, cache):

@@ -14,7 +14,7 @@ STAGES = ("pipeline", "finetune", "distill")
 DEFAULT_LR = {"pipeline": 5e-5, "finetune": 1e-5, "distill": 1e-4}
 
 # settings that fix the sample order: a resume with different values would not continue the same run
-RESUME_IDENTITY = ("stage", "arch", "seed", "subset", "balance", "epoch_size", "box_shift", "views")
+RESUME_IDENTITY = ("stage", "arch", "seed", "subset", "balance", "epoch_size", "box_shift", "box_shrink", "views")
 
 
 @dataclass
@@ -46,6 +46,7 @@ class TrainConfig:
     balance: float = 0.5
     epoch_size: int | None = None
     box_shift: int = 5
+    box_shrink: int = 0  # boxes may also be tighter than the mask: masks that grow past a tight box (3D)
     flips: bool = True
     colour_jitter: bool | None = None  # None: on for finetune only
     val: str | None = None

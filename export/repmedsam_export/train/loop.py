@@ -205,7 +205,7 @@ class Trainer:
                 store = EmbeddingStore(folder)
             return EmbeddingSamples(self.source, self.items, store, teacher, cfg.views, cfg.seed, cfg.crop)
         return SegmentationSamples(self.source, self.items, Augment(cfg.flips, cfg.colour_jitter), cfg.seed,
-                                   cfg.box_shift)
+                                   cfg.box_shift, cfg.box_shrink)
 
     def _resume(self) -> None:
         path = self.dir / "state.pt"
@@ -213,7 +213,8 @@ class Trainer:
             return
         state = load_state(path)
         old = state["config"]
-        changed = [k for k in RESUME_IDENTITY if old.get(k) != getattr(self.cfg, k)]
+        defaults = TrainConfig(stage=self.cfg.stage).as_dict()  # for settings added after the state was saved
+        changed = [k for k in RESUME_IDENTITY if old.get(k, defaults[k]) != getattr(self.cfg, k)]
         if changed:
             raise UsageError(f"{path}: saved by a run with other {', '.join(changed)} "
                              f"({', '.join(f'{k}={old.get(k)!r}' for k in changed)}). Use the same settings "

@@ -56,13 +56,17 @@ def preprocess(image: np.ndarray) -> np.ndarray:
     return reference.preprocess(image)[0][0]
 
 
-def jittered_box(mask: np.ndarray, rng: np.random.Generator, shift: int, size: int = IMAGE_SIZE) -> np.ndarray:
-    """Bounding box of a non-empty (h, w) mask, each side moved outwards by a random 0..shift pixels and
-    clipped to [0, size-1] (LiteMedSAM's baseline). -> float32 (4,) XYXY in model space (pixels of 256)."""
+def jittered_box(mask: np.ndarray, rng: np.random.Generator, shift: int, size: int = IMAGE_SIZE,
+                 shrink: int = 0) -> np.ndarray:
+    """Bounding box of a non-empty (h, w) mask, each side moved by a random -shrink..shift pixels (outwards
+    positive; 0..5 is LiteMedSAM's baseline) and clipped to [0, size-1]. A side never moves inwards past the
+    box's middle, so the box stays non-empty. -> float32 (4,) XYXY in model space (pixels of 256)."""
     ys, xs = np.nonzero(mask)
-    d = rng.integers(0, shift + 1, size=4) if shift > 0 else np.zeros(4, dtype=np.int64)
-    return np.array([max(0, xs.min() - d[0]), max(0, ys.min() - d[1]),
-                     min(size - 1, xs.max() + d[2]), min(size - 1, ys.max() + d[3])], dtype=np.float32)
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+    d = rng.integers(-shrink, shift + 1, size=4) if shift > 0 or shrink > 0 else np.zeros(4, dtype=np.int64)
+    d = np.maximum(d, -np.array([(x1 - x0) // 2, (y1 - y0) // 2] * 2))
+    return np.array([max(0, x0 - d[0]), max(0, y0 - d[1]),
+                     min(size - 1, x1 + d[2]), min(size - 1, y1 + d[3])], dtype=np.float32)
 
 
 class Augment:
@@ -133,12 +137,13 @@ class SegmentationSamples(torch.utils.data.Dataset):
     """key (epoch, position, item index) -> dict(image (3,256,256) f32, mask (1,256,256) f32, box (4,) f32).
 
     One object is chosen uniformly among those in the item; the box comes from its mask at the 256 scale,
-    jittered by 0..box_shift pixels per side.
+    each side moved by -box_shrink..box_shift pixels (outwards positive).
     """
 
-    def __init__(self, source, items: list[Item], augment: Augment, seed: int = 0, box_shift: int = 5):
+    def __init__(self, source, items: list[Item], augment: Augment, seed: int = 0, box_shift: int = 5,
+                 box_shrink: int = 0):
         self.source, self.items, self.augment = source, items, augment
-        self.seed, self.box_shift = seed, box_shift
+        self.seed, self.box_shift, self.box_shrink = seed, box_shift, box_shrink
 
     def __len__(self) -> int:
         return len(self.items)
@@ -157,7 +162,7 @@ class SegmentationSamples(torch.utils.data.Dataset):
             box = np.array([0, 0, IMAGE_SIZE - 1, IMAGE_SIZE - 1], dtype=np.float32)
         else:
             mask = labels == present[rng.integers(len(present))]
-            box = jittered_box(mask, rng, self.box_shift)
+            box = jittered_box(mask, rng, self.box_shift, shrink=self.box_shrink)
         image = pad_chw(self.augment.photometric(normalise(image), rng))
         full = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
         full[0, : mask.shape[0], : mask.shape[1]] = mask

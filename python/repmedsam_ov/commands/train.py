@@ -112,6 +112,8 @@ def _add_stage(p, stage: str) -> None:
                             "when a run resumes: crops first, whole images last")
     else:
         p.add_argument("--box-shift", type=int, default=5, help="random box enlargement per side, 0..N pixels")
+        p.add_argument("--box-shrink", type=int, default=0,
+                       help="let each box side also move inwards by up to N pixels (tight boxes, as in 3D propagation)")
         p.add_argument("--no-flips", dest="flips", action="store_false", help="no random flips")
         p.add_argument("--colour-jitter", action=argparse.BooleanOptionalAction, default=None,
                        help="colour jitter (default: on for finetune only)")
