@@ -125,8 +125,8 @@ def test_samples_box_mask_padding_and_determinism(cache):
 def test_box_shrink_moves_sides_both_ways_and_keeps_tiny_boxes():
     mask = np.zeros((256, 256), dtype=bool)
     mask[100:141, 50:91] = True  # box 50..90 x 100..140
-    moves = np.array([[50, 100, -90, -140] + jittered_box(mask, np.random.default_rng(i), 5, shrink=3) * [-1, -1, 1, 1]
-                      for i in range(400)])  # per side: how far it moved outwards
+    boxes = np.array([jittered_box(mask, np.random.default_rng(i), 5, shrink=3) for i in range(400)])
+    moves = [50, 100, -90, -140] + boxes * [-1, -1, 1, 1]  # per side: how far it moved outwards
     assert moves.min() == -3 and moves.max() == 5
     assert set(np.unique(moves)) == set(range(-3, 6))
     dot = np.zeros((256, 256), dtype=bool)

@@ -212,12 +212,12 @@ class Trainer:
         if self.cfg.fresh or not path.is_file():
             return
         state = load_state(path)
-        old = state["config"]
-        defaults = TrainConfig(stage=self.cfg.stage).as_dict()  # for settings added after the state was saved
-        changed = [k for k in RESUME_IDENTITY if old.get(k, defaults[k]) != getattr(self.cfg, k)]
+        # settings added after the state was saved read as their defaults
+        old = {**TrainConfig(stage=self.cfg.stage).as_dict(), **state["config"]}
+        changed = [k for k in RESUME_IDENTITY if old[k] != getattr(self.cfg, k)]
         if changed:
             raise UsageError(f"{path}: saved by a run with other {', '.join(changed)} "
-                             f"({', '.join(f'{k}={old.get(k)!r}' for k in changed)}). Use the same settings "
+                             f"({', '.join(f'{k}={old[k]!r}' for k in changed)}). Use the same settings "
                              "to resume, or --fresh to start over (the old state is overwritten), or another --state.")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
