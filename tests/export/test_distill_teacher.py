@@ -17,11 +17,13 @@ import openvino.opset13 as ops  # noqa: E402
 from repmedsam_export.model import build_lite_medsam  # noqa: E402
 from repmedsam_export.train import Trainer, TrainConfig  # noqa: E402
 from repmedsam_export.train.data import CacheSource  # noqa: E402
-from repmedsam_export.train.ov_teacher import OpenVINOTeacher, open_teacher  # noqa: E402
-from repmedsam_export.train.losses import distillation_loss  # noqa: E402
+from repmedsam_export.train.ov_teacher import (MaskTeacher, OpenVINOTeacher, open_mask_teacher,  # noqa: E402
+                                               open_teacher)
+from repmedsam_export.train.losses import distillation_loss, segmentation_loss, teacher_mask_loss  # noqa: E402
 from repmedsam_export.train.samples import EmbeddingSamples, augmented_view, crop_pair, dihedral, preprocess  # noqa: E402
 from repmedsam_export.train.teacher import EmbeddingStore  # noqa: E402
 from repmedsam_ov.cli import main  # noqa: E402
+from repmedsam_ov.errors import ModelError, UsageError  # noqa: E402
 
 from ..conftest import SHARED  # noqa: E402
 
@@ -216,3 +218,36 @@ def test_a_torch_teacher_targets_whole_batches_in_the_trainer(tmp_path, train_ca
     with torch.no_grad(), trainer._autocast():
         expected = distillation_loss(trainer.net(image), TorchPoolTeacher().embed_tensor(image))["mse"]
     assert trainer.train_step(batch)["mse"] == pytest.approx(float(expected), rel=1e-3)
+
+
+def test_mask_teacher_gives_the_model_s_logits(golden_model_dir, golden_model):
+    x = np.random.default_rng(3).random((2, 3, 256, 256), dtype=np.float32)
+    boxes = np.array([[30, 40, 150, 200], [5, 5, 60, 90]], dtype=np.float32)
+    got = MaskTeacher(golden_model_dir, precision="f32").mask_logits(x, boxes)
+    with torch.no_grad():
+        want = [golden_model.decode(golden_model.image_encoder(torch.from_numpy(x[i: i + 1])),
+                                    torch.from_numpy(boxes[i: i + 1, None]))[0].numpy() for i in range(2)]
+    assert got.shape == (2, 1, 256, 256)
+    np.testing.assert_allclose(got, np.concatenate(want), atol=2e-3)
+    with pytest.raises(ModelError, match="decoder.xml"):
+        open_mask_teacher(pool_teacher(golden_model_dir.parent / "pool-only"))
+
+
+def test_teacher_masks_add_the_weighted_bce_to_the_teacher_s_masks(tmp_path, train_cache, golden_model_dir):
+    common = dict(stage="pipeline", data=str(train_cache), arch="tiny", batch_size=2, precision="f32",
+                  threads=torch.get_num_threads())
+    with pytest.raises(UsageError, match="--teacher-masks needs --teacher"):
+        TrainConfig(state=str(tmp_path / "a"), teacher_masks=0.5, **common)
+    trainer = Trainer(TrainConfig(state=str(tmp_path / "b"), teacher=str(golden_model_dir), teacher_masks=0.5,
+                                  **common))
+    batch = next(iter(trainer._loader()))
+    image = batch["image"].to(memory_format=trainer.memory_format)
+    with torch.no_grad():
+        logits, iou = trainer.model(image, batch["box"][:, None])
+        teacher = MaskTeacher(golden_model_dir, precision="f32").mask_logits(batch["image"].numpy(),
+                                                                              batch["box"].numpy())
+        kd = float(teacher_mask_loss(logits, torch.from_numpy(teacher)))
+        seg = float(segmentation_loss(logits, iou, batch["mask"])["loss"])
+    parts = trainer.train_step(batch)
+    assert kd > 0.01 and parts["teacher"] == pytest.approx(kd, rel=1e-3, abs=1e-4)
+    assert parts["loss"] == pytest.approx(seg + 0.5 * kd, rel=1e-3, abs=1e-4)

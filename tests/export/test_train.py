@@ -140,6 +140,57 @@ def test_box_shrink_moves_sides_both_ways_and_keeps_tiny_boxes():
     assert jittered_box(mask, rng, 5).tolist() == [50 - d[0], 100 - d[1], 90 + d[2], 140 + d[3]]
 
 
+class _Volume:
+    """A 3-slice 64x64 volume whose object (label 2) moves and grows from slice to slice, plus one 2D image."""
+
+    rows = {0: (4, 9), 1: (10, 21), 2: (22, 39)}  # object rows per slice; columns 8..(8 + z * 10 + 9)
+    items = [Item("v", "vol", 0), Item("v", "vol", 1), Item("v", "vol", 2), Item("flat", "img")]
+
+    def read(self, item):
+        image = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) % 251).astype(np.uint8)
+        labels = np.zeros((64, 64), dtype=np.uint8)
+        z = max(item.z, 0)
+        r0, r1 = self.rows[z]
+        labels[r0: r1 + 1, 8: 8 + z * 10 + 10] = 2
+        return image, labels
+
+
+def _flips(mask):
+    return [mask, mask[:, ::-1], mask[::-1], mask[::-1, ::-1]]
+
+
+def _bbox(mask):
+    ys, xs = np.nonzero(mask)
+    return [xs.min(), ys.min(), xs.max(), ys.max()]
+
+
+def test_neighbour_box_prompts_3d_slices_with_the_next_slice_s_box():
+    source = _Volume()
+    masks = {}
+    for item in source.items[:3]:
+        labels = source.read(item)[1]
+        masks[item.z] = np.kron(labels == 2, np.ones((4, 4), dtype=bool))  # at the 256 scale, as the samples
+    on = SegmentationSamples(source, source.items, Augment(flips=True), seed=3, box_shift=0, neighbour_box=1.0)
+    drawn = {0: set(), 1: set(), 2: set()}
+    for position in range(60):
+        for z in (0, 1, 2):
+            s = on[(0, position, z)]
+            mask = s["mask"][0].numpy() > 0
+            flip = next(k for k, m in enumerate(_flips(masks[z])) if np.array_equal(m, mask))
+            box = s["box"].numpy().tolist()
+            source_z = next(n for n in (z - 1, z, z + 1) if n in masks and _bbox(_flips(masks[n])[flip]) == box)
+            drawn[z].add(source_z - z)
+    # the middle slice takes either neighbour's box; an end slice its one neighbour's, or its own where the
+    # other neighbour would lie outside the volume
+    assert drawn == {0: {0, 1}, 1: {-1, 1}, 2: {-1, 0}}
+    off = SegmentationSamples(source, source.items, Augment(flips=True), seed=3, box_shift=0)
+    for position in range(5):  # 2D images draw nothing more: the same samples as without the option
+        a, b = on[(0, position, 3)], off[(0, position, 3)]
+        assert all(torch.equal(a[k], b[k]) for k in ("image", "mask", "box"))
+    with pytest.raises(UsageError, match="neighbour-box 1.5"):
+        TrainConfig(stage="pipeline", neighbour_box=1.5)
+
+
 # ---- losses -----------------------------------------------------------------------------------------
 def test_losses():
     target = torch.zeros(2, 1, 8, 8)
@@ -181,6 +232,8 @@ def test_resume_continues_exactly(tmp_path, cache):
         Trainer(tiny(tmp_path / "b", cache, epoch_size=3, seed=6, batch_size=1))
     with pytest.raises(UsageError, match="other box_shrink"):
         Trainer(tiny(tmp_path / "b", cache, box_shrink=2, **common))
+    with pytest.raises(UsageError, match="other neighbour_box"):
+        Trainer(tiny(tmp_path / "b", cache, neighbour_box=0.5, **common))
 
 
 def test_resume_of_a_state_saved_before_a_setting_existed(tmp_path, cache):

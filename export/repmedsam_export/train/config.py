@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from repmedsam_ov.errors import UsageError
+
 __all__ = ["STAGES", "TrainConfig", "DEFAULT_LR"]
 
 STAGES = ("pipeline", "finetune", "distill")
@@ -14,7 +16,8 @@ STAGES = ("pipeline", "finetune", "distill")
 DEFAULT_LR = {"pipeline": 5e-5, "finetune": 1e-5, "distill": 1e-4}
 
 # settings that fix the sample order: a resume with different values would not continue the same run
-RESUME_IDENTITY = ("stage", "arch", "seed", "subset", "balance", "epoch_size", "box_shift", "box_shrink", "views")
+RESUME_IDENTITY = ("stage", "arch", "seed", "subset", "balance", "epoch_size", "box_shift", "box_shrink",
+                   "neighbour_box", "views")
 
 
 @dataclass
@@ -47,6 +50,7 @@ class TrainConfig:
     epoch_size: int | None = None
     box_shift: int = 5
     box_shrink: int = 0  # boxes may also be tighter than the mask: masks that grow past a tight box (3D)
+    neighbour_box: float = 0.0  # share of 3D slices prompted by a neighbour slice's box, as in propagation
     flips: bool = True
     colour_jitter: bool | None = None  # None: on for finetune only
     val: str | None = None
@@ -58,7 +62,8 @@ class TrainConfig:
     seed: int = 0
     cache: bool = False
     teacher_embeddings: str | None = None
-    teacher: str | None = None  # distill: LiteMedSAM checkpoint or model folder for on-the-fly targets
+    teacher: str | None = None  # LiteMedSAM checkpoint or model folder: distill's targets, or teacher_masks
+    teacher_masks: float = 0.0  # pipeline/finetune with teacher: weight of the BCE to the teacher's masks
     views: float = 0.5  # distill with a teacher: share of samples that are augmented views targeted on the fly
     crop: int = 0  # distill: train on crop×crop input crops (0: whole images); may change between resumes
     fresh: bool = False
@@ -66,6 +71,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"stage {self.stage!r}: expected one of {', '.join(STAGES)}")
+        if self.teacher_masks and (self.stage == "distill" or not self.teacher):
+            raise UsageError(f"{self.stage}: --teacher-masks needs --teacher and the pipeline or finetune stage.")
+        if not 0.0 <= self.neighbour_box <= 1.0:
+            raise UsageError(f"--neighbour-box {self.neighbour_box}: expected a share from 0 to 1.")
         if self.lr is None:
             self.lr = DEFAULT_LR[self.stage]
         if self.colour_jitter is None:

@@ -25,7 +25,7 @@ from ..checkpoint import detect_arch, load_state_dict
 from .arch import build_model
 from .config import RESUME_IDENTITY, TrainConfig
 from .data import CacheSource, FolderSource, build_cache, open_source, select_subset
-from .losses import distillation_loss, segmentation_loss
+from .losses import distillation_loss, segmentation_loss, teacher_mask_loss
 from .samples import Augment, BalancedOrder, EmbeddingSamples, SegmentationSamples, batch_keys
 from .state import JsonLog, default_state_dir, load_state, rng_state, save_atomic, set_rng_state
 
@@ -137,6 +137,11 @@ class Trainer:
         else:
             self.ddp = self.net
         self.dataset = self._dataset()
+        self.mask_teacher = None
+        if cfg.teacher_masks and not self.distill:
+            from .ov_teacher import open_mask_teacher
+
+            self.mask_teacher = open_mask_teacher(cfg.teacher, cfg.threads)
 
     # ---- setup -------------------------------------------------------------------------------------
     def _open_data(self):
@@ -205,7 +210,7 @@ class Trainer:
                 store = EmbeddingStore(folder)
             return EmbeddingSamples(self.source, self.items, store, teacher, cfg.views, cfg.seed, cfg.crop)
         return SegmentationSamples(self.source, self.items, Augment(cfg.flips, cfg.colour_jitter), cfg.seed,
-                                   cfg.box_shift, cfg.box_shrink)
+                                   cfg.box_shift, cfg.box_shrink, cfg.neighbour_box)
 
     def _resume(self) -> None:
         path = self.dir / "state.pt"
@@ -254,6 +259,11 @@ class Trainer:
             with self._autocast():
                 logits, iou = self.ddp(image, batch["box"].to(self.device)[:, None])
             parts = segmentation_loss(logits, iou, batch["mask"].to(self.device))
+            if self.mask_teacher is not None:
+                teacher = self.mask_teacher.mask_logits(batch["image"].numpy(), batch["box"].numpy())
+                parts["teacher"] = teacher_mask_loss(logits, torch.from_numpy(teacher).to(self.device))
+                parts["loss"] = parts["loss"] + self.cfg.teacher_masks * parts["teacher"]
+                parts["teacher"] = parts["teacher"].detach()
         self.opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         self.opt.step()

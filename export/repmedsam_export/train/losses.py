@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["dice_loss", "achieved_iou", "segmentation_loss", "distillation_loss"]
+__all__ = ["dice_loss", "achieved_iou", "segmentation_loss", "teacher_mask_loss", "distillation_loss"]
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -40,6 +40,12 @@ def segmentation_loss(logits: torch.Tensor, iou_pred: torch.Tensor, target: torc
     iou = F.mse_loss(iou_pred, achieved_iou(logits, target))
     loss = weights[0] * dice + weights[1] * bce + weights[2] * iou
     return {"loss": loss, "dice": dice.detach(), "bce": bce.detach(), "iou": iou.detach()}
+
+
+def teacher_mask_loss(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """BCE of the student's mask logits against the teacher's mask probabilities, both (B, 1, 256, 256): keeps
+    the teacher's behaviour where the labelled data are thin (knowledge distillation on the output)."""
+    return F.binary_cross_entropy_with_logits(logits.float(), torch.sigmoid(teacher_logits.float()))
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, margin: int = 0) -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from repmedsam_ov.errors import ModelError
 
-__all__ = ["OpenVINOTeacher", "TorchTeacher", "open_teacher"]
+__all__ = ["OpenVINOTeacher", "MaskTeacher", "TorchTeacher", "open_teacher", "open_mask_teacher"]
 
 
 class OpenVINOTeacher:
@@ -50,6 +50,28 @@ class OpenVINOTeacher:
         outs = [self.request.infer({0: np.ascontiguousarray(images[i: i + 1], dtype=np.float32)})[0].copy()
                 for i in range(len(images))]
         return np.concatenate(outs)
+
+
+class MaskTeacher(OpenVINOTeacher):
+    """A whole model folder as a teacher of masks: `mask_logits` maps (B, 3, 256, 256) images and (B, 4) boxes
+    (model space) to the decoder's (B, 1, 256, 256) float32 logits, one box per image. The decoder runs in f32."""
+
+    def __init__(self, model_dir: str | os.PathLike, threads: int | None = None, precision: str = "auto") -> None:
+        import openvino as ov
+
+        super().__init__(model_dir, threads, precision)
+        xml = Path(model_dir) / "decoder.xml"
+        if not xml.is_file():
+            raise ModelError(f"{model_dir}: no decoder.xml; a mask teacher needs a whole model folder.")
+        config = {"INFERENCE_PRECISION_HINT": "f32"} | ({"INFERENCE_NUM_THREADS": threads} if threads else {})
+        self.decoder = ov.Core().compile_model(xml, "CPU", config).create_infer_request()
+
+    def mask_logits(self, images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        embeddings = self.embed_batch(images)
+        outs = [self.decoder.infer({"embedding": embeddings[i: i + 1],
+                                    "boxes": np.ascontiguousarray(boxes[i: i + 1], dtype=np.float32)})
+                ["low_res_logits"].copy() for i in range(len(images))]
+        return np.stack(outs)
 
 
 class TorchTeacher:
@@ -95,6 +117,20 @@ def _exported_encoder(checkpoint: Path) -> Path:
     if not (folder / "encoder.xml").is_file():
         export_model(checkpoint, folder)
     return folder
+
+
+def open_mask_teacher(path: str | os.PathLike, threads: int | None = None) -> MaskTeacher:
+    """A MaskTeacher from a model folder or a LiteMedSAM checkpoint (exported once, as for open_teacher)."""
+    path = Path(path)
+    if path.is_dir():
+        return MaskTeacher(path, threads)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such teacher checkpoint or model folder.")
+    from ..checkpoint import detect_arch, load_state_dict
+
+    if detect_arch(load_state_dict(path)) != "litemedsam":
+        raise ModelError(f"{path}: a mask teacher must be a LiteMedSAM checkpoint or a model folder.")
+    return MaskTeacher(_exported_encoder(path), threads)
 
 
 def open_teacher(path: str | os.PathLike, threads: int | None = None, device: str = "cpu"):

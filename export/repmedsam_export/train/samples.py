@@ -137,13 +137,18 @@ class SegmentationSamples(torch.utils.data.Dataset):
     """key (epoch, position, item index) -> dict(image (3,256,256) f32, mask (1,256,256) f32, box (4,) f32).
 
     One object is chosen uniformly among those in the item; the box comes from its mask at the 256 scale,
-    each side moved by -box_shrink..box_shift pixels (outwards positive).
+    each side moved by -box_shrink..box_shift pixels (outwards positive). With `neighbour_box` p > 0, a 3D
+    slice takes, with probability p, the box of the same object on a neighbouring slice (z-1 or z+1, drawn
+    evenly, jittered alike), as 3D propagation prompts it; when that slice is not an item or lacks the
+    object, its own box.
     """
 
     def __init__(self, source, items: list[Item], augment: Augment, seed: int = 0, box_shift: int = 5,
-                 box_shrink: int = 0):
+                 box_shrink: int = 0, neighbour_box: float = 0.0):
         self.source, self.items, self.augment = source, items, augment
         self.seed, self.box_shift, self.box_shrink = seed, box_shift, box_shrink
+        self.neighbour_box = neighbour_box
+        self.slices = {(it.name, it.z): it for it in items if it.z >= 0}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -151,23 +156,39 @@ class SegmentationSamples(torch.utils.data.Dataset):
     def __getitem__(self, key):
         epoch, position, index = key
         rng = np.random.default_rng([self.seed, epoch, position])
-        image, labels = self.source.read(self.items[index])
+        item = self.items[index]
+        image, labels = self.source.read(item)
         image = resize_longest_side(image)
+        neighbour = self._neighbour(item, rng)
+        if neighbour is not None:  # flipped with the slice: stacked as a second label channel
+            labels = np.stack([labels, self.source.read(neighbour)[1]], axis=-1)
         labels = resize_longest_side(labels, labels=True)
         image, labels = self.augment.geometric(image, labels, rng)
+        if neighbour is not None:
+            labels, prompt_labels = np.ascontiguousarray(labels[..., 0]), labels[..., 1]
         present = np.unique(labels)
         present = present[present > 0]
         if len(present) == 0:  # only if a resize erased every object: keep the batch shape, learn "nothing"
             mask = np.zeros(labels.shape, dtype=bool)
             box = np.array([0, 0, IMAGE_SIZE - 1, IMAGE_SIZE - 1], dtype=np.float32)
         else:
-            mask = labels == present[rng.integers(len(present))]
-            box = jittered_box(mask, rng, self.box_shift, shrink=self.box_shrink)
+            value = present[rng.integers(len(present))]
+            mask = prompt = labels == value
+            if neighbour is not None and (prompt_labels == value).any():
+                prompt = prompt_labels == value
+            box = jittered_box(prompt, rng, self.box_shift, shrink=self.box_shrink)
         image = pad_chw(self.augment.photometric(normalise(image), rng))
         full = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
         full[0, : mask.shape[0], : mask.shape[1]] = mask
         return {"image": torch.from_numpy(image), "mask": torch.from_numpy(full),
                 "box": torch.from_numpy(box), "index": index}
+
+    def _neighbour(self, item: Item, rng: np.random.Generator) -> Item | None:
+        """The neighbouring slice whose box prompts this one, or None. Draws nothing unless enabled for a 3D
+        slice, so other samples stay as without the option."""
+        if self.neighbour_box <= 0 or item.z < 0 or rng.random() >= self.neighbour_box:
+            return None
+        return self.slices.get((item.name, item.z + (1 if rng.random() < 0.5 else -1)))
 
 
 def augmented_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

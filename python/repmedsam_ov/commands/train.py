@@ -114,10 +114,24 @@ def _add_stage(p, stage: str) -> None:
         p.add_argument("--box-shift", type=int, default=5, help="random box enlargement per side, 0..N pixels")
         p.add_argument("--box-shrink", type=int, default=0,
                        help="let each box side also move inwards by up to N pixels (tight boxes, as in 3D propagation)")
+        p.add_argument("--teacher", help="lite_medsam.pth or a model folder whose masks --teacher-masks learns from")
+        p.add_argument("--teacher-masks", type=float, default=0.0, metavar="W",
+                       help="add W x BCE to the teacher's mask probabilities for the same image and box "
+                            "(knowledge distillation; needs --teacher; default 0)")
+        p.add_argument("--neighbour-box", type=_share, default=0.0, metavar="P",
+                       help="prompt a share P of 3D slices with the box of the object on a neighbouring slice, "
+                            "as 3D propagation does (default 0)")
         p.add_argument("--no-flips", dest="flips", action="store_false", help="no random flips")
         p.add_argument("--colour-jitter", action=argparse.BooleanOptionalAction, default=None,
                        help="colour jitter (default: on for finetune only)")
     p.set_defaults(func=run)
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: expected a share from 0 to 1")
+    return value
 
 
 def _get_teacher(args) -> int:
