@@ -27,6 +27,7 @@ from repmedsam_ov.commands.evaluate import score_file
 from repmedsam_ov.engines import make_engine
 from repmedsam_ov.io import load_case, save_segs
 from repmedsam_ov.metrics import label_agreement
+from repmedsam_ov.model_marks import BF16_AGREEMENT_BOUND, mark_bf16
 
 
 def source_of(name: str) -> str:
@@ -67,12 +68,18 @@ def main() -> None:
     p.add_argument("-t", "--threads", type=int)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--json", type=Path, help="append one JSON line per engine and source")
+    p.add_argument("--mark-bf16", action="store_true",
+                   help="record the measured runtime-bf16:runtime-f32 agreement in -m's encoder.xml; below "
+                        f"{BF16_AGREEMENT_BOUND} the runtime's auto then avoids bf16 for this model")
     args = p.parse_args()
 
     engines = [e for e in args.engines.split(",") if e]
     bar = args.ship_bar.split(":") if args.ship_bar else []
     if bar and (len(bar) != 3 or not set(bar) <= set(engines)):
         p.error(f"--ship-bar {args.ship_bar}: expected CANDIDATE:TEACHER:BASELINE, three of --engines {args.engines}")
+    bf16_pair = "runtime-bf16:runtime-f32"
+    if args.mark_bf16 and (args.model is None or bf16_pair not in args.agreement):
+        p.error(f"--mark-bf16 needs -m MODEL_DIR and --agreement {bf16_pair} (with both engines)")
     built = {e: make_engine(e, args.model, None, args.threads, args.litemedsam) for e in engines}
     cases = sorted((args.eval_dir / "imgs").glob("*.npz"))
     rows: dict[str, list] = {e: [] for e in engines}
@@ -114,6 +121,9 @@ def main() -> None:
                                                len(load_case(c).boxes)))) for c in cases]
         print(f"label Dice {a} vs {b}: mean {np.mean(dices):.5f}, min {np.min(dices):.5f}")
         records.append({"agreement": pair, "mean": float(np.mean(dices)), "min": float(np.min(dices))})
+        if args.mark_bf16 and pair == bf16_pair:
+            ok = mark_bf16(args.model, float(np.mean(dices)))
+            print(f"marked {args.model / 'encoder.xml'}: bf16_accuracy_ok {str(ok).lower()}")
     facts = machine_facts(args.threads)
     print(f"{facts['cpu']}, {facts['threads']} threads, repmedsam-ov {facts['version']} commit {facts['commit']}")
     if args.json:

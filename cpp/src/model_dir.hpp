@@ -21,6 +21,9 @@ struct ModelFolder {
 bool has_int8_encoder(const std::string& dir);
 // An int8 encoder is present and its export measured it within the accuracy bound (rt_info int8_accuracy_ok).
 bool int8_encoder_recommended(const std::string& dir);
+// encoder.xml carries model_info bf16_accuracy_ok "false": bf16 was measured outside the accuracy bound for this
+// model, so `auto` must not pick it. False when the folder or file is missing (opening it reports that).
+bool bf16_marked_inaccurate(const std::string& dir);
 
 // Reads and validates the folder; int8 selects encoder_int8.xml. Throws ModelError naming the file and
 // what is wrong or missing.

@@ -67,9 +67,12 @@ int auto_streams(int threads) {
 // "" as dir: no model folder to look into for an int8 encoder.
 AutoPrecision choose_auto(ov::Core& core, const std::string& dir) {
   const std::string units = cpu_native_bf16();
-  if (!units.empty() && cpu_supports(core, "BF16"))
-    return {Precision::BF16, "this CPU computes bf16 natively (" + units + ")"};
-  const std::string no_bf16 = "no native bf16 (AMX or AVX512-BF16) on this CPU, ";
+  std::string no_bf16 = "no native bf16 (AMX or AVX512-BF16) on this CPU, ";
+  if (!units.empty() && cpu_supports(core, "BF16")) {
+    if (!detail::bf16_marked_inaccurate(dir))
+      return {Precision::BF16, "this CPU computes bf16 natively (" + units + ")"};
+    no_bf16 = "bf16 is native here (" + units + ") but the model folder marks it outside its accuracy bound, ";
+  }
   if (dir.empty()) return {Precision::F32, no_bf16 + "and no model folder to look for an int8 encoder in"};
   if (!detail::has_int8_encoder(dir))
     return {Precision::F32, no_bf16 + "and the model folder has no int8 encoder (export --int8 adds one)"};

@@ -2,6 +2,8 @@
 
 import importlib.util
 
+import pytest
+
 from ..conftest import REPO
 
 spec = importlib.util.spec_from_file_location("model_card_eval", REPO / "benchmarks" / "model_card_eval.py")
@@ -40,3 +42,12 @@ def test_falling_to_box_fill_where_the_teacher_beats_it_fails_even_within_the_ma
     scores = {"cand": {"A": 0.80, "B": 0.50, "all (per-case mean)": 0.729}, "teach": teacher_close, "fill": BASELINE}
     got = model_card_eval.ship_bar_failures(records(scores), "cand", "teach", "fill")
     assert len(got) == 1 and "not above fill" in got[0]
+
+
+def test_mark_bf16_needs_the_model_and_the_bf16_agreement(monkeypatch, tmp_path, capsys):
+    for extra in ([], ["-m", str(tmp_path)], ["--agreement", "runtime-bf16:runtime-f32"]):
+        argv = ["model_card_eval.py", str(tmp_path), "--out", str(tmp_path / "out"), "--mark-bf16", *extra]
+        monkeypatch.setattr("sys.argv", argv)
+        with pytest.raises(SystemExit) as e:
+            model_card_eval.main()
+        assert e.value.code == 2 and "--mark-bf16 needs -m MODEL_DIR" in capsys.readouterr().err

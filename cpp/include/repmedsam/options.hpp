@@ -5,8 +5,9 @@
 namespace repmedsam {
 
 // Inference precision. Auto picks what is fastest within the accuracy bound on this CPU: bf16 where the
-// CPU computes bf16 natively (AMX or AVX512-BF16), otherwise int8 when the model folder has an
-// encoder_int8.xml marked int8_accuracy_ok, otherwise f32.
+// CPU computes bf16 natively (AMX or AVX512-BF16) and the model's encoder.xml is not marked
+// bf16_accuracy_ok "false", otherwise int8 when the model folder has an encoder_int8.xml marked
+// int8_accuracy_ok, otherwise f32.
 enum class Precision { Auto, F32, BF16, Int8 };
 
 // "auto" | "f32" | "bf16" | "int8" -> Precision; throws InvalidInput naming the accepted values.
