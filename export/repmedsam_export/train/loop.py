@@ -261,9 +261,9 @@ class Trainer:
             parts = segmentation_loss(logits, iou, batch["mask"].to(self.device))
             if self.mask_teacher is not None:
                 teacher = self.mask_teacher.mask_logits(batch["image"].numpy(), batch["box"].numpy())
-                parts["teacher"] = teacher_mask_loss(logits, torch.from_numpy(teacher).to(self.device))
-                parts["loss"] = parts["loss"] + self.cfg.teacher_masks * parts["teacher"]
-                parts["teacher"] = parts["teacher"].detach()
+                kd = teacher_mask_loss(logits, torch.from_numpy(teacher).to(self.device))
+                parts["loss"] = parts["loss"] + self.cfg.teacher_masks * kd
+                parts["teacher"] = kd.detach()
         self.opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         self.opt.step()

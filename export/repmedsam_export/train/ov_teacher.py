@@ -32,7 +32,7 @@ class OpenVINOTeacher:
         xml = Path(model_dir) / "encoder.xml"
         if not xml.is_file():
             raise ModelError(f"{model_dir}: no encoder.xml; expected a model folder made by `repmedsam-ov export`.")
-        core = ov.Core()
+        self.core = core = ov.Core()
         model = core.read_model(xml)
         key = ["model_info", "checkpoint_sha256"]
         self.source_sha256 = model.get_rt_info(key).astype(str) if model.has_rt_info(key) else None
@@ -57,14 +57,12 @@ class MaskTeacher(OpenVINOTeacher):
     (model space) to the decoder's (B, 1, 256, 256) float32 logits, one box per image. The decoder runs in f32."""
 
     def __init__(self, model_dir: str | os.PathLike, threads: int | None = None, precision: str = "auto") -> None:
-        import openvino as ov
-
         super().__init__(model_dir, threads, precision)
         xml = Path(model_dir) / "decoder.xml"
         if not xml.is_file():
             raise ModelError(f"{model_dir}: no decoder.xml; a mask teacher needs a whole model folder.")
         config = {"INFERENCE_PRECISION_HINT": "f32"} | ({"INFERENCE_NUM_THREADS": threads} if threads else {})
-        self.decoder = ov.Core().compile_model(xml, "CPU", config).create_infer_request()
+        self.decoder = self.core.compile_model(xml, "CPU", config).create_infer_request()
 
     def mask_logits(self, images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         embeddings = self.embed_batch(images)
