@@ -22,6 +22,7 @@ namespace repmedsam {
 struct Lane {
   std::unique_ptr<detail::EncoderRequest> encoder;
   std::unique_ptr<detail::DecoderRequest> decoder;
+  std::unique_ptr<detail::DecoderRequest> decoder_2d;  // only where 2D decodes at another precision (bf16-2d)
   std::vector<uint8_t> scratch;
 };
 
@@ -32,19 +33,21 @@ struct Segmenter::Impl {
   std::string model_dir;
   ov::Core core;
   detail::ModelFolder folder;  // the validated IR: paths, read models, rt_info (destroyed before core)
-  ov::CompiledModel encoder, decoder;
+  ov::CompiledModel encoder, decoder, decoder_2d;  // decoder_2d: bf16-2d's 2D decoder, else empty
   std::vector<Lane> lanes;
   std::mutex call_mutex;  // calls serialise: each already uses every lane and thread
 
   // 2D encodes one image, and decodes a lone box in one call: on a stream of a multi-stream compile that
   // would leave threads idle, so 2D uses copies compiled for one stream with every thread, made on first use.
-  detail::CompileSettings settings, decoder_settings;  // the encoder's; the decoder's (precision may differ)
+  // the encoder's; the 3D decoder's and the 2D decoder's (their precision may differ from the encoder's)
+  detail::CompileSettings settings, decoder_settings, image_decoder_settings;
   bool compile_from_path = false;
   ov::CompiledModel image_encoder_model, image_decoder_model;
   std::unique_ptr<detail::EncoderRequest> image_encoder_request;
   std::unique_ptr<detail::DecoderRequest> image_decoder_request;
   detail::EncoderRequest& image_encoder();
   detail::DecoderRequest& image_decoder();
+  detail::DecoderRequest& lane_decoder_2d(int lane);  // a lane's request for 2D box chunks
 
   void run_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace);
   void run_3d(const VolumeView& volume, const double* boxes, int n, LabelsView labels, Trace* trace);

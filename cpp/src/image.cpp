@@ -60,7 +60,7 @@ void segment(Segmenter::Impl& s, const ImageView& im, const double* boxes, int n
   const int workers = std::min<int>(static_cast<int>(s.lanes.size()), chunks);
   detail::run_workers(workers, [&](int lane_index) {
     // A single call (one box) gets every thread; several calls share the streams.
-    detail::DecoderRequest& decoder = chunks == 1 ? s.image_decoder() : *s.lanes[lane_index].decoder;
+    detail::DecoderRequest& decoder = chunks == 1 ? s.image_decoder() : s.lane_decoder_2d(lane_index);
     for (int c; !stop && (c = next++) < chunks;) {
       const int begin = c * batch, k = std::min(n - begin, batch);
       clock.time(detail::StageClock::kDecoder, [&] { decoder.run(embedding->data(), &model_boxes[begin], k); });

@@ -21,8 +21,9 @@ Precision parse_precision(const std::string& name) {
   if (name == "f32") return Precision::F32;
   if (name == "bf16") return Precision::BF16;
   if (name == "bf16-encoder") return Precision::BF16Encoder;
+  if (name == "bf16-2d") return Precision::BF16For2D;
   if (name == "int8") return Precision::Int8;
-  throw InvalidInput("precision '" + name + "' is not one of: auto, f32, bf16, bf16-encoder, int8.");
+  throw InvalidInput("precision '" + name + "' is not one of: auto, f32, bf16, bf16-encoder, bf16-2d, int8.");
 }
 
 std::string to_string(Precision p) {
@@ -31,6 +32,7 @@ std::string to_string(Precision p) {
     case Precision::F32: return "f32";
     case Precision::BF16: return "bf16";
     case Precision::BF16Encoder: return "bf16-encoder";
+    case Precision::BF16For2D: return "bf16-2d";
     case Precision::Int8: return "int8";
   }
   return "?";
@@ -57,7 +59,9 @@ bool cpu_supports(ov::Core& core, const std::string& capability) {
   return std::find(caps.begin(), caps.end(), capability) != caps.end();
 }
 
-bool uses_bf16(Precision p) { return p == Precision::BF16 || p == Precision::BF16Encoder; }
+bool uses_bf16(Precision p) {
+  return p == Precision::BF16 || p == Precision::BF16Encoder || p == Precision::BF16For2D;
+}
 
 // The model folder's recorded choice for this CPU class, if it holds one that can run here.
 bool measured_choice(ov::Core& core, const std::string& dir, const std::string& units, AutoPrecision& out) {
@@ -75,8 +79,8 @@ bool measured_choice(ov::Core& core, const std::string& dir, const std::string& 
       (p == Precision::Int8 && !detail::has_int8_encoder(dir)))
     return false;  // a mark that cannot run here (a copied folder, a missing file): the rules below decide
   const std::string basis = detail::encoder_mark(dir, "auto_basis");
-  out = {p, "measured for this model on " + (units.empty() ? std::string("CPUs without native bf16") : units + " CPUs") +
-                ": the fastest precision within its accuracy rule" + (basis.empty() ? "" : " (" + basis + ")")};
+  out = {p, "the model folder's choice for " + (units.empty() ? std::string("CPUs without native bf16") : units + " CPUs") +
+                ", the fastest precision within its accuracy rule" + (basis.empty() ? "" : " (" + basis + ")")};
   return true;
 }
 

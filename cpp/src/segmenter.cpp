@@ -49,21 +49,28 @@ Segmenter::Segmenter(const std::string& model_dir, const Options& options) : imp
   const detail::ModelFolder& folder = s.folder;
   s.streams = options.streams > 0 ? options.streams : auto_streams(options.threads);
   detail::CompileSettings& settings = s.settings;
-  const bool bf16_encoder = s.precision == Precision::BF16 || s.precision == Precision::BF16Encoder;
+  const Precision p = s.precision;
+  const bool bf16_encoder = p == Precision::BF16 || p == Precision::BF16Encoder || p == Precision::BF16For2D;
   settings.inference_precision = bf16_encoder ? ov::element::bf16 : ov::element::f32;
   settings.threads = options.threads;
   settings.streams = s.streams;
   s.decoder_settings = settings;
-  s.decoder_settings.inference_precision = s.precision == Precision::BF16 ? ov::element::bf16 : ov::element::f32;
+  s.decoder_settings.inference_precision = p == Precision::BF16 ? ov::element::bf16 : ov::element::f32;
+  s.image_decoder_settings = s.decoder_settings;
+  if (p == Precision::BF16For2D) s.image_decoder_settings.inference_precision = ov::element::bf16;
   s.compile_from_path = !options.cache_dir.empty();
   const bool from_path = s.compile_from_path;
   s.encoder = detail::compile(s.core, folder.encoder, folder.encoder_path, from_path, settings, folder.encoder_path);
   s.decoder = detail::compile(s.core, folder.decoder, folder.decoder_path, from_path, s.decoder_settings,
                               folder.decoder_path);
   s.lanes.resize(static_cast<size_t>(s.streams) + 1);
+  if (p == Precision::BF16For2D)  // 2D boxes decode in bf16 on requests of their own
+    s.decoder_2d = detail::compile(s.core, folder.decoder, folder.decoder_path, from_path, s.image_decoder_settings,
+                                   folder.decoder_path);
   for (Lane& lane : s.lanes) {
     lane.encoder = std::make_unique<detail::EncoderRequest>(s.encoder);
     lane.decoder = std::make_unique<detail::DecoderRequest>(s.decoder);
+    if (p == Precision::BF16For2D) lane.decoder_2d = std::make_unique<detail::DecoderRequest>(s.decoder_2d);
   }
 }
 
@@ -94,8 +101,13 @@ detail::EncoderRequest& Segmenter::Impl::image_encoder() {
 }
 
 detail::DecoderRequest& Segmenter::Impl::image_decoder() {
-  return whole_cpu(*this, *lanes.front().decoder, image_decoder_request, image_decoder_model, folder.decoder,
-                   folder.decoder_path, decoder_settings);
+  return whole_cpu(*this, lane_decoder_2d(0), image_decoder_request, image_decoder_model, folder.decoder,
+                   folder.decoder_path, image_decoder_settings);
+}
+
+detail::DecoderRequest& Segmenter::Impl::lane_decoder_2d(int lane) {
+  Lane& l = lanes[static_cast<size_t>(lane)];
+  return l.decoder_2d ? *l.decoder_2d : *l.decoder;
 }
 
 void Segmenter::segment_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace) {

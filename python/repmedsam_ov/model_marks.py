@@ -28,7 +28,7 @@ def mark_bf16(model_dir: str | os.PathLike, label_dice: float) -> bool:
 
 
 CPU_CLASSES = ("amx", "avx512_bf16", "other")
-_BF16 = ("bf16", "bf16-encoder")
+_BF16 = ("bf16", "bf16-encoder", "bf16-2d")
 
 
 def mark_auto(model_dir: str | os.PathLike, choices: dict[str, str], basis: str) -> None:

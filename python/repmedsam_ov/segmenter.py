@@ -19,7 +19,7 @@ from .io import Case, validate_boxes
 __all__ = ["PRECISIONS", "Segmenter", "Trace", "bundled_model_dir", "resolve_model_dir"]
 
 _MAX_BOXES = 65535  # labels are uint16 past 255 boxes
-PRECISIONS = ("auto", "f32", "bf16", "bf16-encoder", "int8")
+PRECISIONS = ("auto", "f32", "bf16", "bf16-encoder", "bf16-2d", "int8")
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,11 @@ class Segmenter:
             as written by `repmedsam-ov export`; or the name of a model bundled with the package ("rep_medsam",
             "litemedsam"); None = the default bundled model, Rep-MedSAM (`resolve_model_dir`; `repmedsam-ov
             info` lists them).
-        precision: "auto" (bf16 on CPUs with native bf16, AMX or AVX512-BF16; else int8 when the folder has an
-            int8 encoder that passed its accuracy bound at export; else f32),
-            "f32" (matches the PyTorch reference), "bf16" or "int8".
+        precision: "auto" (what the model folder records as measured fastest within its accuracy rule for this
+            CPU class, see `repmedsam-ov info`; for folders without that record: bf16 on CPUs with native bf16,
+            AMX or AVX512-BF16, else a recommended int8 encoder, else f32), "f32" (matches the PyTorch
+            reference), "bf16", "bf16-encoder" (bf16 image encoder, f32 mask decoder), "bf16-2d" (bf16 for 2D
+            images, 3D walks as bf16-encoder) or "int8" (int8 encoder, f32 decoder).
         threads: inference threads in total; None = all physical cores.
         streams: inferences run in parallel (threads are split between them); None = 2 where there are two
             threads or more (3D walks and 2D box chunks run side by side; a 2D image is encoded with all threads).
@@ -91,7 +93,7 @@ class Segmenter:
 
     @property
     def precision(self) -> str:
-        """The precision in use ("f32", "bf16" or "int8"), after resolving "auto"."""
+        """The precision in use (one of PRECISIONS but "auto", which is resolved)."""
         return self._core.describe()["precision"]
 
     def segment_2d(self, image: np.ndarray, boxes: np.ndarray, *, return_trace: bool = False):

@@ -70,14 +70,14 @@ def test_the_measured_choice_for_this_cpu_class_is_what_auto_runs(toy_model_dir,
     others = {"amx": "bf16", "avx512_bf16": "bf16", "other": "int8"}
     mark_auto(folder, others | {cls: mine}, "eval set, 53 cases")
     precision, reason = _core.auto_precision(str(folder))
-    assert precision == mine and "measured for this model" in reason and "(eval set, 53 cases)" in reason
+    assert precision == mine and "the model folder's choice" in reason and "(eval set, 53 cases)" in reason
     assert Segmenter(folder, threads=1).precision == mine
     np.testing.assert_array_equal(Segmenter(folder, threads=1).segment_2d(IMAGE, BOXES),
                                   Segmenter(folder, precision=mine, threads=1).segment_2d(IMAGE, BOXES))
     # a choice this folder cannot run (no encoder_int8.xml) leaves auto to the rules without marks
     mark_auto(folder, {c: "int8" for c in others}, "eval set")
     precision, reason = _core.auto_precision(str(folder))
-    assert precision != "int8" and "measured" not in reason
+    assert precision != "int8" and "choice" not in reason
     set_model_info(folder / "encoder.xml", {f"auto_{c}": "fp8" for c in others})
     with pytest.raises(ModelError, match="encoder.xml: auto_.* = 'fp8' is not a precision"):
         _core.auto_precision(str(folder))

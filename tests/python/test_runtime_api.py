@@ -14,6 +14,7 @@ import pytest
 
 from repmedsam_ov import InputError, ModelError, Segmenter, _core
 
+from repmedsam_ov.io import load_case
 from repmedsam_ov.reference import box_to_model
 
 from .conftest import TOY_INFO, build_toy_model, toy_logits, toy_reference_3d
@@ -211,6 +212,28 @@ def test_bf16_needs_cpu_support(toy_model_dir):
     else:
         with pytest.raises(InputError, match="bf16.*needs a CPU with bfloat16 support"):
             Segmenter(toy_model_dir, precision="bf16")
+
+
+def test_bf16_2d_is_bf16_on_images_and_bf16_encoder_on_walks():
+    """The bundled model (real weights: a toy's masks would hardly move with precision), with precisions
+    compared bit for bit: 2D boxes decode in bf16, 3D walks decode in f32 after a bf16 encoder."""
+    import openvino as ov
+
+    if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("no bf16 on this CPU")
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples" / "imgs").glob("*.npz"))
+    image, volume = (load_case(p) for p in examples)  # 2DBox_... (125 nuclei), 3DBox_... (one cord)
+    z0, z1 = int(volume.boxes[0, 2]), int(volume.boxes[0, 5])
+    mid = (z0 + z1) // 2
+    slab, box = volume.imgs[mid - 3: mid + 4], volume.boxes.copy()
+    box[0, 2], box[0, 5] = 0, 6
+    run = {p: Segmenter("rep_medsam", precision=p, threads=2) for p in ("bf16", "bf16-encoder", "bf16-2d")}
+    flat = {p: s.segment_2d(image.imgs, image.boxes) for p, s in run.items()}
+    np.testing.assert_array_equal(flat["bf16-2d"], flat["bf16"])
+    assert (flat["bf16-2d"] != flat["bf16-encoder"]).any()  # the 2D decoder really ran in bf16
+    walks = {p: run[p].segment_3d(slab, box) for p in ("bf16-encoder", "bf16-2d")}
+    np.testing.assert_array_equal(walks["bf16-2d"], walks["bf16-encoder"])
+    assert walks["bf16-2d"].any()
 
 
 # ---- model folders --------------------------------------------------------------------------------------

@@ -9,10 +9,12 @@ namespace repmedsam {
 // bf16_accuracy_ok "false", otherwise int8 when the model folder has an encoder_int8.xml marked
 // int8_accuracy_ok, otherwise f32.
 // BF16Encoder: the image encoder in bf16, the mask decoder in f32 (3D walks feed each mask back as the next
-// slice's box, so the decoder's rounding compounds there).
-enum class Precision { Auto, F32, BF16, BF16Encoder, Int8 };
+// slice's box, so the decoder's rounding compounds there). BF16For2D: bf16 for 2D images, and 3D walks as
+// BF16Encoder (bf16 encoder, f32 decoder).
+enum class Precision { Auto, F32, BF16, BF16Encoder, BF16For2D, Int8 };
 
-// "auto" | "f32" | "bf16" | "bf16-encoder" | "int8" -> Precision; throws InvalidInput naming the accepted values.
+// "auto" | "f32" | "bf16" | "bf16-encoder" | "bf16-2d" | "int8" -> Precision; throws InvalidInput naming the
+// accepted values.
 Precision parse_precision(const std::string& name);
 std::string to_string(Precision p);
 
