@@ -18,9 +18,10 @@ from pathlib import Path
 from .errors import InputError, ModelError, UsageError
 from .io import load_case, save_segs
 
-__all__ = ["KINDS", "Outcome", "collect_cases", "collect_inputs", "kind", "plan_cases", "segment_case", "targets"]
+__all__ = ["KINDS", "LABEL_EXTS", "Outcome", "collect_cases", "collect_inputs", "file_options", "kind", "plan_cases",
+           "segment_case", "targets"]
 
-_LABEL_EXTS = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".tif", ".tiff")
+LABEL_EXTS = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".tif", ".tiff")
 KINDS = "(.npz, .nii, .nii.gz, .nrrd, .mha, .mhd, DICOM series folders, .png, .jpg, .tif)"
 
 
@@ -59,7 +60,7 @@ def targets(cases: list[Path], output: Path) -> list[Path]:
     OUT/<series>.mha for DICOM, OUT/<stem>.png for 2D images; or OUT itself for one volume or image when OUT names a label file."""
     from .medical_io import split_ext
 
-    as_file = output.name.lower().endswith(_LABEL_EXTS) and not output.is_dir()
+    as_file = output.name.lower().endswith(LABEL_EXTS) and not output.is_dir()
     if as_file and len(cases) == 1 and kind(cases[0]) in ("volume", "dicom", "image"):
         return [output]
     if as_file and any(kind(c) != "npz" for c in cases):
