@@ -64,7 +64,7 @@ async function loadCases() {
   const reply = await api("GET", "/api/cases");
   S.cases = reply.cases;
   const info = reply.info || {};
-  $("info").textContent = info.model ? `model ${info.model} (${info.precision}); labels saved to ${info.output}/` : "";
+  $("info").textContent = info.model ? `model ${info.model} (${info.precision}); output folder ${info.output}/` : "";
   renderCases();
 }
 
@@ -192,7 +192,7 @@ async function save() {
   const entry = S.cases.find((c) => c.id === S.caseId);
   if (entry) entry.saved = true;
   renderCases();
-  say(`saved ${reply.saved}`);
+  say(`saved ${reply.saved.split(/[\\/]/).pop()} to the output folder`);
   document.body.dataset.saved = reply.saved;
 }
 
