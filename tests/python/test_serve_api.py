@@ -203,6 +203,7 @@ def test_bad_requests_are_json_errors(client):
         (client.post(f"/api/cases/{cid}/objects", json={"box": [1, 2, 900, 30]}), 400, "x outside the image"),
         (client.post(f"/api/cases/{cid}/objects", json={"box": [1, 2, 30, 30], "label": 70000}), 400, "label 70000"),
         (client.post(f"/api/cases/{cid}/objects", json={"box": [1, 2, 30, 30], "pad": "x" * 70000}), 413, "over"),
+        (client.post(f"/api/cases/{cid}/objects", content=iter([b"{" + b" " * 40000] * 2)), 413, "over"),  # chunked
         (client.patch(f"/api/cases/{cid}/objects/999", json={"label": 3}), 404, "no object 999"),
         (client.post(f"/api/cases/{cid}/objects/abc/walk", json={}), 400, "expected a whole number"),
         (client.get(f"/api/cases/{cid}/pixels/5"), 404, "no slice 5"),

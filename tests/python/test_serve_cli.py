@@ -131,6 +131,37 @@ def test_engine_runs_jobs_in_order_and_newer_jobs_supersede_older_ones():
         engine.submit(lambda p: None)
 
 
+def test_the_guard_lets_nothing_past_without_the_token():
+    """The door alone, around an app that lets anything in: no token, a wrong one, another scheme, a websocket."""
+    import asyncio
+
+    from repmedsam_ov.serve.guard import Guard
+
+    async def open_door(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"inside"})
+
+    def call(kind: str, headers=(), query: bytes = b"") -> list[dict]:
+        sent: list[dict] = []
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": kind, "path": "/", "headers": list(headers), "query_string": query}
+        asyncio.run(Guard(open_door, "right-token")(scope, receive, send))
+        return sent
+
+    assert call("http")[0]["status"] == 401
+    assert call("http", [(b"authorization", b"Bearer wrong-token")])[0]["status"] == 403
+    assert call("http", [(b"authorization", b"Basic right-token")])[0]["status"] == 401
+    start, body = call("http", query=b"token=right-token")
+    assert start["status"] == 200 and body["body"] == b"inside" and (b"x-frame-options", b"DENY") in start["headers"]
+    assert call("websocket", query=b"token=right-token") == [{"type": "websocket.close", "code": 1008}]
+
+
 def test_serve_modules_import_without_the_extra_only_where_documented():
     """engine, library, annotation, workspace and guard need no Starlette: only app and server do."""
     script = ("import sys; sys.modules['starlette'] = None; sys.modules['uvicorn'] = None\n"

@@ -59,8 +59,10 @@ class Guard:
         self.app, self._token, self.max_body = app, token.encode(), max_body
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             return await self.app(scope, receive, send)
+        if scope["type"] != "http":  # websockets: the page uses none, so none gets past the door
+            return await send({"type": "websocket.close", "code": 1008})
 
         async def send_secured(message):
             if message["type"] == "http.response.start":
