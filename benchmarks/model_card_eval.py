@@ -3,14 +3,16 @@
 with a reference engine (e.g. auto precision against f32).
 
     python benchmarks/model_card_eval.py ../shared/data/eval --engines runtime-auto,runtime-f32,litemedsam-f32,box-fill \
-        --agreement runtime-auto:runtime-f32 --ship-bar runtime-f32:litemedsam-f32:box-fill \
+        --agreement runtime-auto:runtime-f32 --ship-bar runtime-f32:litemedsam-f32 \
         --out /tmp/card --json benchmarks/results/model-card.jsonl
 
 Engines are `repmedsam-ov bench`'s (`-m` / `--litemedsam` as there). Segmentations go to OUT/<engine>/, so a
 second run can re-score them with `repmedsam-ov evaluate`. Prints a markdown table: per source the mean
-case DSC / NSD of each engine, then the per-case mean over all cases. `--ship-bar C:T:B` checks issue 11's bar
-for candidate C against teacher T and baseline B (exit status 1 when it fails): C's per-case mean DSC at least
-T's - 0.01, no source more than 0.05 below T, and above B on every source where T is above B.
+case DSC / NSD of each engine, the per-case mean over all cases and the mean over sources, then each engine's
+seconds over the set. Checks (exit status 1 when one fails): `--ship-bar C:T` issue 27's bar for shipping
+candidate C instead of T (mean DSC over sources >= T's + 0.03, no 2D source more than 0.03 below T);
+`--v1-bar C:T` issue 28's (mean >= T's + 0.05, 2D sources within 0.03, 3D sources within 0.02 below T);
+`--precision-rule A:REF` issue 27's rule for a precision (every source's DSC and NSD within 0.01 of REF's).
 """
 
 from __future__ import annotations
@@ -36,23 +38,50 @@ def source_of(name: str) -> str:
     return f"{parts[1]}/{parts[2]}"
 
 
-def ship_bar_failures(records: list[dict], candidate: str, teacher: str, baseline: str,
-                      mean_margin: float = 0.01, source_margin: float = 0.05) -> list[str]:
-    """What keeps `candidate` from shipping, from the per-source records main() builds; [] when it may ship."""
-    dsc = {(r["engine"], r["source"]): r["dsc"] for r in records if "engine" in r}
+OVER_SOURCES = "all (mean over sources)"
+
+
+def _scores(records: list[dict], key: str = "dsc") -> dict[tuple[str, str], float]:
+    return {(r["engine"], r["source"]): r[key] for r in records if "engine" in r}
+
+
+def ship_bar_failures(records: list[dict], candidate: str, teacher: str, mean_margin: float = 0.03,
+                      margin_2d: float = 0.03, margin_3d: float | None = None) -> list[str]:
+    """What keeps `candidate` from shipping instead of `teacher`, from the per-source records main() builds;
+    [] when it may ship. Issue 27's bar (the defaults): its mean DSC over sources at least the teacher's +
+    `mean_margin`, and no 2D source more than `margin_2d` below the teacher; `margin_3d` bounds 3D sources
+    (CT, MR, PET) the same way (issue 28's bar: mean_margin 0.05, margin_3d 0.02)."""
+    dsc = _scores(records)
+    c, t = dsc[(candidate, OVER_SOURCES)], dsc[(teacher, OVER_SOURCES)]
     failures = []
+    if c < t + mean_margin:
+        failures.append(f"{OVER_SOURCES}: DSC {c:.3f} < {teacher} {t:.3f} + {mean_margin}")
     for (engine, source), t in sorted(dsc.items()):
-        if engine != teacher:
+        if engine != teacher or source.startswith("all"):
             continue
-        c, b = dsc[(candidate, source)], dsc[(baseline, source)]
-        if source.startswith("all"):
-            if c < t - mean_margin:
-                failures.append(f"{source}: DSC {c:.3f} < {teacher} {t:.3f} - {mean_margin}")
-            continue
-        if c < t - source_margin:
-            failures.append(f"{source}: DSC {c:.3f} more than {source_margin} below {teacher} {t:.3f}")
-        if t > b and c <= b:
-            failures.append(f"{source}: DSC {c:.3f} not above {baseline} {b:.3f}, which {teacher} beats ({t:.3f})")
+        margin = margin_3d if is_3d_source(source) else margin_2d
+        c = dsc[(candidate, source)]
+        if margin is not None and c < t - margin:
+            failures.append(f"{source}: DSC {c:.3f} more than {margin} below {teacher} {t:.3f}")
+    return failures
+
+
+def is_3d_source(source: str) -> bool:
+    return source.split("/")[0] in ("CT", "MR", "PET")
+
+
+def precision_rule_failures(records: list[dict], candidate: str, reference: str, tolerance: float = 0.01) -> list[str]:
+    """Issue 27's rule for a precision (or mix): every source's DSC and NSD within `tolerance` of the
+    reference precision's (f32's) on the same model; [] when allowed."""
+    failures = []
+    for key in ("dsc", "nsd"):
+        scores = _scores(records, key)
+        for (engine, source), ref in sorted(scores.items()):
+            if engine != reference or source.startswith("all"):
+                continue
+            value = scores[(candidate, source)]
+            if abs(value - ref) > tolerance:
+                failures.append(f"{source}: {key.upper()} {value:.3f} vs {reference} {ref:.3f} (over {tolerance})")
     return failures
 
 
@@ -62,21 +91,28 @@ def main() -> None:
     p.add_argument("--engines", default="runtime-auto,runtime-f32,box-fill")
     p.add_argument("--agreement", action="append", default=[], metavar="A:B",
                    help="also report the mean label Dice of engine A against engine B")
-    p.add_argument("--ship-bar", metavar="C:T:B", help="check candidate C against teacher T and baseline B")
+    p.add_argument("--ship-bar", metavar="C:T", help="check issue 27's bar for candidate C against teacher T")
+    p.add_argument("--v1-bar", metavar="C:T", help="check issue 28's bar (3D sources too) for C against T")
+    p.add_argument("--precision-rule", action="append", default=[], metavar="A:REF",
+                   help="check that every source's DSC and NSD of engine A is within 0.01 of engine REF's")
     p.add_argument("-m", "--model", type=Path)
     p.add_argument("--litemedsam", type=Path)
     p.add_argument("-t", "--threads", type=int)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--json", type=Path, help="append one JSON line per engine and source")
+    p.add_argument("--cases-json", type=Path, help="append one JSON line per case and engine (seconds, DSC, NSD)")
     p.add_argument("--mark-bf16", action="store_true",
                    help="record the measured runtime-bf16:runtime-f32 agreement in -m's encoder.xml; below "
                         f"{BF16_AGREEMENT_BOUND} the runtime's auto then avoids bf16 for this model")
     args = p.parse_args()
 
     engines = [e for e in args.engines.split(",") if e]
-    bar = args.ship_bar.split(":") if args.ship_bar else []
-    if bar and (len(bar) != 3 or not set(bar) <= set(engines)):
-        p.error(f"--ship-bar {args.ship_bar}: expected CANDIDATE:TEACHER:BASELINE, three of --engines {args.engines}")
+    pairs = {"--ship-bar": [args.ship_bar] if args.ship_bar else [], "--v1-bar": [args.v1_bar] if args.v1_bar else [],
+             "--precision-rule": args.precision_rule, "--agreement": args.agreement}
+    for flag, values in pairs.items():
+        for value in values:
+            if len(value.split(":")) != 2 or not set(value.split(":")) <= set(engines):
+                p.error(f"{flag} {value}: expected A:B, two of --engines {args.engines}")
     bf16_pair = "runtime-bf16:runtime-f32"
     if args.mark_bf16 and (args.model is None or bf16_pair not in args.agreement):
         p.error(f"--mark-bf16 needs -m MODEL_DIR and --agreement {bf16_pair} (with both engines)")
@@ -90,7 +126,8 @@ def main() -> None:
         for engine, run in built.items():
             start = time.perf_counter()
             segs = run(case)
-            seconds[engine] += time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            seconds[engine] += elapsed
             out = args.out / engine
             out.mkdir(parents=True, exist_ok=True)
             save_segs(out / path.name, segs)
@@ -99,6 +136,10 @@ def main() -> None:
             if row.error:
                 raise SystemExit(row.error)
             rows[engine].append((source_of(path.stem), row.dsc, row.nsd, len(case.boxes)))
+            if args.cases_json:
+                with open(args.cases_json, "a") as f:
+                    f.write(json.dumps({"case": path.stem, "engine": engine, "seconds": elapsed,
+                                        "dsc": row.dsc, "nsd": row.nsd}) + "\n")
         print(f"[{i}/{len(cases)}] {path.stem}: " + ", ".join(f"{e} {rows[e][-1][1]:.3f}" for e in engines),
               flush=True)
 
@@ -114,6 +155,13 @@ def main() -> None:
             cells.append(f"{dsc:.3f} / {nsd:.3f}")
             records.append({"engine": e, "source": source, "cases": len(sel), "dsc": dsc, "nsd": nsd})
         print(f"| {source} | {len(sel)} | " + " | ".join(cells) + " |")
+    cells = []
+    for e in engines:
+        by_source = [r for r in records if r["engine"] == e and not r["source"].startswith("all")]
+        dsc, nsd = (float(np.mean([r[k] for r in by_source])) for k in ("dsc", "nsd"))
+        cells.append(f"{dsc:.3f} / {nsd:.3f}")
+        records.append({"engine": e, "source": OVER_SOURCES, "cases": len(cases), "dsc": dsc, "nsd": nsd})
+    print(f"| {OVER_SOURCES} | {len(sources)} sources | " + " | ".join(cells) + " |")
     print("\nseconds over the set: " + ", ".join(f"{e} {s:.1f}" for e, s in seconds.items()))
     for pair in args.agreement:
         a, b = pair.split(":")
@@ -130,11 +178,14 @@ def main() -> None:
         with open(args.json, "a") as f:
             for r in records:
                 f.write(json.dumps(r | facts | {"seconds": seconds.get(r.get("engine"))}) + "\n")
-    if bar:
-        failures = ship_bar_failures(records, *bar)
-        print(f"ship bar ({args.ship_bar}): " + ("met" if not failures else "NOT met\n  " + "\n  ".join(failures)))
-        if failures:
-            raise SystemExit(1)
+    checks = [(f"ship bar ({v})", ship_bar_failures(records, *v.split(":"))) for v in pairs["--ship-bar"]]
+    checks += [(f"v1 bar ({v})", ship_bar_failures(records, *v.split(":"), mean_margin=0.05, margin_3d=0.02))
+               for v in pairs["--v1-bar"]]
+    checks += [(f"precision rule ({v})", precision_rule_failures(records, *v.split(":"))) for v in args.precision_rule]
+    for title, failures in checks:
+        print(f"{title}: " + ("met" if not failures else "NOT met\n  " + "\n  ".join(failures)))
+    if any(failures for _, failures in checks):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -19,4 +19,4 @@ python3 -m repmedsam_export.train distill --data .devpack/data.npz \
   --teacher-embeddings "$state/no-stored-targets" --state "$state" --device cuda -b 64 --lr 8e-4 \
   --epochs 1000 --epoch-size 8192 --workers 12 --log-every 20 --save-minutes 2 --max-minutes "$minutes" \
   "$@" 2>&1 | tee "$out/train.log"
-python3 -m repmedsam_export.train.device finish "$state" -o "$out"
+python3 -m repmedsam_export.train.device finish "$state" -o "$out" --latest

@@ -38,7 +38,7 @@ struct Segmenter::Impl {
 
   // 2D encodes one image, and decodes a lone box in one call: on a stream of a multi-stream compile that
   // would leave threads idle, so 2D uses copies compiled for one stream with every thread, made on first use.
-  detail::CompileSettings settings;
+  detail::CompileSettings settings, decoder_settings;  // the encoder's; the decoder's (precision may differ)
   bool compile_from_path = false;
   ov::CompiledModel image_encoder_model, image_decoder_model;
   std::unique_ptr<detail::EncoderRequest> image_encoder_request;

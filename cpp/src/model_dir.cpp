@@ -43,7 +43,7 @@ void require_files(const fs::path& dir, const std::string& stem) {
 std::map<std::string, std::string> read_info(const ov::Model& model, const std::string& file) {
   static const char* keys[] = {"model_type", "format_version", "image_size", "embedding_shape",
                                "weight_precision", "int8", "int8_accuracy_ok", "bf16_accuracy_ok", "checkpoint_sha256",
-                               "exporter_version"};
+                               "exporter_version", "auto_amx", "auto_avx512_bf16", "auto_other", "auto_basis"};
   std::map<std::string, std::string> info;
   const bool any = guarded(file + ": cannot read its metadata", [&] { return model.has_rt_info("model_info"); });
   if (!any)
@@ -147,14 +147,16 @@ bool int8_encoder_recommended(const std::string& dir) {
   return it != info.end() && it->second == "true";
 }
 
-bool bf16_marked_inaccurate(const std::string& dir) {
+std::string encoder_mark(const std::string& dir, const std::string& key) {
   std::error_code ec;
   const fs::path xml = fs::path(dir) / "encoder.xml";
-  if (dir.empty() || !fs::is_regular_file(xml, ec)) return false;
+  if (dir.empty() || !fs::is_regular_file(xml, ec)) return "";
   const auto info = read_info(*read(xml), xml.string());
-  const auto it = info.find("bf16_accuracy_ok");
-  return it != info.end() && it->second == "false";
+  const auto it = info.find(key);
+  return it == info.end() ? "" : it->second;
 }
+
+bool bf16_marked_inaccurate(const std::string& dir) { return encoder_mark(dir, "bf16_accuracy_ok") == "false"; }
 
 ModelFolder open_model_folder(const std::string& dir_name, bool int8) {
   const fs::path dir(dir_name);

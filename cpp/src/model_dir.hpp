@@ -24,6 +24,8 @@ bool int8_encoder_recommended(const std::string& dir);
 // encoder.xml carries model_info bf16_accuracy_ok "false": bf16 was measured outside the accuracy bound for this
 // model, so `auto` must not pick it. False when the folder or file is missing (opening it reports that).
 bool bf16_marked_inaccurate(const std::string& dir);
+// encoder.xml's model_info[key], "" when the folder, the file or the key is missing.
+std::string encoder_mark(const std::string& dir, const std::string& key);
 
 // Reads and validates the folder; int8 selects encoder_int8.xml. Throws ModelError naming the file and
 // what is wrong or missing.

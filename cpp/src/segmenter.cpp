@@ -1,60 +1,19 @@
-// Segmenter setup: options, precision choice, model folder, compilation, worker lanes.
+// Segmenter setup: options, model folder, compilation, worker lanes (the precision choice: precision.cpp).
 #include <algorithm>
 #include <atomic>
 #include <exception>
 #include <thread>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
-
 #include "engine_impl.hpp"
 #include "model_dir.hpp"
+#include "precision.hpp"
 #include "ov_guard.hpp"
 #include "repmedsam/errors.hpp"
 #include "repmedsam/info.hpp"
 
 namespace repmedsam {
 
-Precision parse_precision(const std::string& name) {
-  if (name == "auto") return Precision::Auto;
-  if (name == "f32") return Precision::F32;
-  if (name == "bf16") return Precision::BF16;
-  if (name == "int8") return Precision::Int8;
-  throw InvalidInput("precision '" + name + "' is not one of: auto, f32, bf16, int8.");
-}
-
-std::string to_string(Precision p) {
-  switch (p) {
-    case Precision::Auto: return "auto";
-    case Precision::F32: return "f32";
-    case Precision::BF16: return "bf16";
-    case Precision::Int8: return "int8";
-  }
-  return "?";
-}
-
 namespace {
-
-// Native bf16 units, where bf16 inference pays off: AMX (Xeon since Sapphire Rapids: 2-2.5x f32 here) or
-// AVX512-BF16 (AMD Zen 4 and later, Cooper Lake: 1.9x f32 for both encoders on a 2-vCPU EPYC). Elsewhere
-// OpenVINO emulates bf16, ~5x slower than f32. "" when there are none.
-std::string cpu_native_bf16() {
-#if defined(__x86_64__) || defined(__i386__)
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return "";
-  if ((d & (1u << 22)) && (d & (1u << 24))) return "AMX";  // AMX-BF16, AMX-TILE
-  const bool avx512f = b & (1u << 16);
-  if (avx512f && a >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5))) return "AVX512-BF16";
-#endif
-  return "";
-}
-
-bool cpu_supports(ov::Core& core, const std::string& capability) {
-  const auto caps = detail::guarded("cannot query the CPU's capabilities from OpenVINO",
-                                    [&] { return core.get_property("CPU", ov::device::capabilities); });
-  return std::find(caps.begin(), caps.end(), capability) != caps.end();
-}
 
 // Two parallel inferences wherever there are two cores: walks of a 3D case (and 2D decoder chunks) keep
 // both busy, and two single-threaded streams beat one two-threaded stream for these small networks
@@ -64,36 +23,7 @@ int auto_streams(int threads) {
   return cores >= 2 ? 2 : 1;
 }
 
-// "" as dir: no model folder to look into for an int8 encoder.
-AutoPrecision choose_auto(ov::Core& core, const std::string& dir) {
-  const std::string units = cpu_native_bf16();
-  std::string no_bf16 = "no native bf16 (AMX or AVX512-BF16) on this CPU, ";
-  if (!units.empty() && cpu_supports(core, "BF16")) {
-    if (!detail::bf16_marked_inaccurate(dir))
-      return {Precision::BF16, "this CPU computes bf16 natively (" + units + ")"};
-    no_bf16 = "bf16 is native here (" + units + ") but the model folder marks it outside its accuracy bound, ";
-  }
-  if (dir.empty()) return {Precision::F32, no_bf16 + "and no model folder to look for an int8 encoder in"};
-  if (!detail::has_int8_encoder(dir))
-    return {Precision::F32, no_bf16 + "and the model folder has no int8 encoder (export --int8 adds one)"};
-  if (detail::int8_encoder_recommended(dir))
-    return {Precision::Int8, no_bf16 + "and the model folder's int8 encoder passed its accuracy bound at export"};
-  return {Precision::F32, no_bf16 + "and the model folder's int8 encoder failed its accuracy bound at export"};
-}
-
-Precision resolve_precision(ov::Core& core, Precision requested, const std::string& dir) {
-  if (requested == Precision::BF16 && !cpu_supports(core, "BF16"))
-    throw InvalidInput("precision 'bf16' needs a CPU with bfloat16 support (AVX512-BF16 or AMX), which this "
-                       "CPU lacks; use precision 'auto' or 'f32'.");
-  return requested == Precision::Auto ? choose_auto(core, dir).precision : requested;
-}
-
 }  // namespace
-
-AutoPrecision auto_precision(const std::string& model_dir) {
-  ov::Core core;
-  return choose_auto(core, model_dir);
-}
 
 Segmenter::Segmenter(const std::string& model_dir, const Options& options) : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
@@ -110,7 +40,7 @@ Segmenter::Segmenter(const std::string& model_dir, const Options& options) : imp
     throw InvalidInput("decoder_batch must be at least 1, got " + std::to_string(options.decoder_batch) + ".");
   s.options = options;
   s.model_dir = model_dir;
-  s.precision = resolve_precision(s.core, options.precision, model_dir);
+  s.precision = detail::resolve_precision(s.core, options.precision, model_dir);
   if (!options.cache_dir.empty())
     detail::guarded(options.cache_dir + ": cannot be used as the OpenVINO model cache",
                     [&] { s.core.set_property(ov::cache_dir(options.cache_dir)); });
@@ -119,13 +49,17 @@ Segmenter::Segmenter(const std::string& model_dir, const Options& options) : imp
   const detail::ModelFolder& folder = s.folder;
   s.streams = options.streams > 0 ? options.streams : auto_streams(options.threads);
   detail::CompileSettings& settings = s.settings;
-  settings.inference_precision = s.precision == Precision::BF16 ? ov::element::bf16 : ov::element::f32;
+  const bool bf16_encoder = s.precision == Precision::BF16 || s.precision == Precision::BF16Encoder;
+  settings.inference_precision = bf16_encoder ? ov::element::bf16 : ov::element::f32;
   settings.threads = options.threads;
   settings.streams = s.streams;
+  s.decoder_settings = settings;
+  s.decoder_settings.inference_precision = s.precision == Precision::BF16 ? ov::element::bf16 : ov::element::f32;
   s.compile_from_path = !options.cache_dir.empty();
   const bool from_path = s.compile_from_path;
   s.encoder = detail::compile(s.core, folder.encoder, folder.encoder_path, from_path, settings, folder.encoder_path);
-  s.decoder = detail::compile(s.core, folder.decoder, folder.decoder_path, from_path, settings, folder.decoder_path);
+  s.decoder = detail::compile(s.core, folder.decoder, folder.decoder_path, from_path, s.decoder_settings,
+                              folder.decoder_path);
   s.lanes.resize(static_cast<size_t>(s.streams) + 1);
   for (Lane& lane : s.lanes) {
     lane.encoder = std::make_unique<detail::EncoderRequest>(s.encoder);
@@ -140,10 +74,11 @@ namespace {
 // The lane's request when there is one stream anyway, else a request on a one-stream compile made once.
 template <class Request>
 Request& whole_cpu(Segmenter::Impl& s, Request& lane_request, std::unique_ptr<Request>& request,
-                   ov::CompiledModel& compiled, const std::shared_ptr<ov::Model>& model, const std::string& path) {
+                   ov::CompiledModel& compiled, const std::shared_ptr<ov::Model>& model, const std::string& path,
+                   const detail::CompileSettings& settings) {
   if (s.streams == 1) return lane_request;
   if (!request) {
-    detail::CompileSettings one = s.settings;
+    detail::CompileSettings one = settings;
     one.streams = 1;
     compiled = detail::compile(s.core, model, path, s.compile_from_path, one, path);
     request = std::make_unique<Request>(compiled);
@@ -155,12 +90,12 @@ Request& whole_cpu(Segmenter::Impl& s, Request& lane_request, std::unique_ptr<Re
 
 detail::EncoderRequest& Segmenter::Impl::image_encoder() {
   return whole_cpu(*this, *lanes.front().encoder, image_encoder_request, image_encoder_model, folder.encoder,
-                   folder.encoder_path);
+                   folder.encoder_path, settings);
 }
 
 detail::DecoderRequest& Segmenter::Impl::image_decoder() {
   return whole_cpu(*this, *lanes.front().decoder, image_decoder_request, image_decoder_model, folder.decoder,
-                   folder.decoder_path);
+                   folder.decoder_path, decoder_settings);
 }
 
 void Segmenter::segment_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace,

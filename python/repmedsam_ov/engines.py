@@ -10,8 +10,9 @@ from .errors import ModelError, UsageError
 
 __all__ = ["ENGINES", "RuntimeEngine", "make_engine"]
 
-ENGINES = ("runtime-f32", "runtime-bf16", "runtime-int8", "litemedsam-f32", "litemedsam-bf16", "ov-python",
-           "ov-python-f32", "torch", "box-fill")
+ENGINES = ("runtime-auto", "runtime-f32", "runtime-bf16", "runtime-bf16-encoder", "runtime-int8", "litemedsam-auto",
+           "litemedsam-f32", "litemedsam-bf16", "litemedsam-bf16-encoder", "ov-python", "ov-python-f32", "torch",
+           "box-fill")
 
 
 class RuntimeEngine:
@@ -38,10 +39,12 @@ def box_fill_engine(case):
 
 
 def litemedsam_model_dir(folder: Path | None) -> Path:
-    """`folder`, else LiteMedSAM exported by the teacher tooling into the cache (see litemedsam_weights)."""
+    """`folder`, else the bundled LiteMedSAM, else LiteMedSAM exported by the teacher tooling into the cache
+    (see litemedsam_weights)."""
+    from .bundled import bundled_model_dir
     from .litemedsam_weights import default_path, ir_folder
 
-    folder = folder or ir_folder(default_path())
+    folder = folder or bundled_model_dir("litemedsam") or ir_folder(default_path())
     if not (folder / "encoder.xml").is_file():
         raise UsageError(f"the litemedsam engines need a LiteMedSAM model folder ({folder} has none): "
                          "`repmedsam-ov train get-teacher`, then `repmedsam-ov export "
@@ -77,8 +80,10 @@ def make_engine(name: str, model_dir: Path | None, checkpoint: str | None, threa
         precision = "f32" if name.endswith("-f32") else default
         return OVPythonLoop(model_dir, precision, threads).segment
     if name == "torch":
-        if not checkpoint:
-            raise UsageError("the torch engine needs --checkpoint CKPT.pth (the same weights as the model folder).")
+        if not checkpoint:  # the bundled model's own weights (model.json), where this is a source checkout
+            from .bundled import resolve_model_dir, torch_checkpoint
+
+            checkpoint = str(torch_checkpoint(resolve_model_dir(model_dir, how="-m MODEL_DIR")))
         try:
             from repmedsam_export.pipeline import reference_segmenter
         except ImportError as e:

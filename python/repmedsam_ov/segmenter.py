@@ -9,38 +9,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, ModelError
+from .bundled import bundled_model_dir, resolve_model_dir
+from .errors import InputError
 from .io import Case, validate_boxes
 
-__all__ = ["Segmenter", "Trace", "bundled_model_dir", "resolve_model_dir"]
+__all__ = ["PRECISIONS", "Segmenter", "Trace", "bundled_model_dir", "resolve_model_dir"]
 
-_BUNDLED = Path(__file__).resolve().parent / "models" / "default"
 _MAX_BOXES = 65535  # labels are uint16 past 255 boxes
-_PRECISIONS = ("auto", "f32", "bf16", "int8")
-
-
-def bundled_model_dir() -> Path | None:
-    """The model folder shipped with the package, or None when this build has none."""
-    if (_BUNDLED / "encoder.xml").is_file() and (_BUNDLED / "decoder.xml").is_file():
-        return _BUNDLED
-    return None
-
-
-def resolve_model_dir(model: str | os.PathLike | None = None, *, how: str = "model=MODEL_DIR") -> Path:
-    """The model folder to use: `model`, else the bundled one. The one rule for `Segmenter()`, the CLI and
-    `info`; `how` says how to name a folder where the error is read (the CLI passes "-m MODEL_DIR").
-    ModelError when `model` is None and no model is bundled."""
-    if model is not None:
-        return Path(model)
-    bundled = bundled_model_dir()
-    if bundled is None:
-        raise ModelError(f"no bundled model is installed in this build of repmedsam-ov; pass {how}, a folder "
-                         "written by `repmedsam-ov export CHECKPOINT -o MODEL_DIR`.")
-    return bundled
+PRECISIONS = ("auto", "f32", "bf16", "bf16-encoder", "int8")
 
 
 @dataclass(frozen=True)
@@ -72,8 +51,9 @@ class Segmenter:
 
     Args:
         model: model folder holding encoder.xml/.bin and decoder.xml/.bin (optionally encoder_int8.xml/.bin),
-            as written by `repmedsam-ov export`; None = the model bundled with the package
-            (`resolve_model_dir`; `repmedsam-ov info` says whether this build has one).
+            as written by `repmedsam-ov export`; or the name of a model bundled with the package ("rep_medsam",
+            "litemedsam"); None = the default bundled model, Rep-MedSAM (`resolve_model_dir`; `repmedsam-ov
+            info` lists them).
         precision: "auto" (bf16 on CPUs with native bf16, AMX or AVX512-BF16; else int8 when the folder has an
             int8 encoder that passed its accuracy bound at export; else f32),
             "f32" (matches the PyTorch reference), "bf16" or "int8".
@@ -93,8 +73,8 @@ class Segmenter:
     def __init__(self, model: str | os.PathLike | None = None, precision: str = "auto", threads: int | None = None,
                  *, streams: int | None = None, cache_dir: str | os.PathLike | None = None,
                  max_cached_slices: int = 256) -> None:
-        if not isinstance(precision, str) or precision not in _PRECISIONS:
-            raise InputError(f"precision {precision!r} is not one of: {', '.join(_PRECISIONS)}.")
+        if not isinstance(precision, str) or precision not in PRECISIONS:
+            raise InputError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}.")
         counts = {name: _count(name, value) for name, value in
                   (("threads", threads), ("streams", streams), ("max_cached_slices", max_cached_slices))}
         model_dir = resolve_model_dir(model)

@@ -265,6 +265,24 @@ def test_epoch_end_keeps_the_best_with_validation(tmp_path, cache):
     build_model("tiny").load_state_dict(best["model"])
 
 
+def test_a_run_from_a_checkpoint_scores_it_first_and_keeps_only_what_beats_it(tmp_path, cache, monkeypatch):
+    from repmedsam_export.train import validate as validate_module
+
+    init = tmp_path / "init.pth"
+    torch.save({"model": build_model("tiny", 0).state_dict()}, init)
+    scores = iter([0.5, 0.4, 0.6])  # the starting model, then epochs 0 and 1
+    monkeypatch.setattr(validate_module, "validate", lambda *a: {"dsc": next(scores), "nsd": None, "cases": 1,
+                                                                  "method": "scripted", "seconds": 0})
+    cfg = dict(epoch_size=2, val=str(tmp_path), init=str(init))
+    Trainer(tiny(tmp_path, cache, epochs=1, **cfg)).run()
+    assert not (tmp_path / "state" / "best.pth").exists()  # epoch 0 (0.4) fell short of the start (0.5)
+    Trainer(tiny(tmp_path, cache, epochs=2, **cfg)).run()  # resumed: the start is not scored again
+    records = [json.loads(r) for r in (tmp_path / "state" / "log.jsonl").read_text().splitlines()]
+    assert [r["val"]["dsc"] for r in records if "val" in r] == [0.5, 0.4, 0.6]
+    assert records[0]["event"] == "start" and records[0]["init"] == str(init)
+    assert torch.load(tmp_path / "state" / "best.pth", weights_only=True)["score"] == 0.6
+
+
 def test_fallback_2d_segmentation_matches_the_reference(cache):
     pipeline = pytest.importorskip("repmedsam_export.pipeline")
     from repmedsam_export.train.validate import _segment_2d

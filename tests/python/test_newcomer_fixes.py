@@ -19,7 +19,7 @@ import pytest
 sitk = pytest.importorskip("SimpleITK")
 
 from repmedsam_ov import ModelError, Segmenter, _core  # noqa: E402
-from repmedsam_ov import segmenter as segmenter_module  # noqa: E402
+from repmedsam_ov import bundled  # noqa: E402
 from repmedsam_ov.atomic import atomic_path  # noqa: E402
 from repmedsam_ov.bench import checkout_commit  # noqa: E402
 from repmedsam_ov.cli import main  # noqa: E402
@@ -83,7 +83,7 @@ def test_atomic_path_keeps_the_old_file_on_error(tmp_path):
 
 @pytest.fixture
 def no_bundled_model(monkeypatch, tmp_path):
-    monkeypatch.setattr(segmenter_module, "_BUNDLED", tmp_path / "no_bundle")
+    monkeypatch.setattr(bundled, "MODELS", tmp_path / "no_bundle")
 
 
 def test_a_missing_model_is_worded_for_the_cli_and_for_python(no_bundled_model, tmp_path, capsys):
@@ -114,16 +114,20 @@ def test_info_without_a_bundled_model(no_bundled_model, capsys):
 
 
 def test_info_infer_and_segmenter_share_the_bundled_model(monkeypatch, toy_model_dir, tmp_path, capsys):
-    monkeypatch.setattr(segmenter_module, "_BUNDLED", toy_model_dir)
+    (tmp_path / "models").mkdir()
+    default = tmp_path / "models" / bundled.DEFAULT_MODEL
+    default.symlink_to(toy_model_dir)
+    monkeypatch.setattr(bundled, "MODELS", tmp_path / "models")
     facts = json.loads(info(capsys, "--json"))
-    assert facts["model_bundled"] is True and facts["default_model_dir"] == str(toy_model_dir)
+    assert facts["model_bundled"] is True and facts["default_model_dir"] == str(default)
     segmenter = Segmenter()
-    assert segmenter.model_dir == toy_model_dir and segmenter.precision == facts["auto_precision"]
+    assert segmenter.model_dir == default and segmenter.precision == facts["auto_precision"]
     assert main(["infer", str(tiny_case(tmp_path)), "-o", str(tmp_path / "out"), "-q"]) == 0
     assert (tmp_path / "out" / "case.npz").is_file()
     text = info(capsys)
     for key, value in facts.items():
-        assert f"{key}: {value}\n" in text
+        assert key == "bundled_models" or f"{key}: {value}\n" in text
+    assert f"bundled model {bundled.DEFAULT_MODEL} (default): " in text
 
 
 @pytest.mark.parametrize("int8", [None, "true", "false"])

@@ -215,14 +215,6 @@ def test_bf16_needs_cpu_support(toy_model_dir):
 
 # ---- model folders --------------------------------------------------------------------------------------
 
-def test_no_bundled_model_yet():
-    from repmedsam_ov import segmenter
-
-    if (segmenter._BUNDLED / "encoder.xml").is_file():
-        pytest.skip("this build bundles a model")
-    with pytest.raises(ModelError, match="no bundled model is installed"):
-        Segmenter()
-
 
 def test_missing_folder_and_files(tmp_path, toy_model_dir):
     with pytest.raises(ModelError, match=re.escape(f"{tmp_path / 'nope'}: no such model folder")):

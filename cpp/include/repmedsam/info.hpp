@@ -12,6 +12,10 @@ std::string openvino_version();
 // Devices OpenVINO can see on this machine, e.g. {"CPU"}.
 std::vector<std::string> available_devices();
 
+// The CPU's native bf16 units: "AMX", "AVX512-BF16", or "" (bf16 would be emulated, ~5x slower than f32).
+// The one probe: the runtime's "auto" and training's bf16 autocast both ask it.
+std::string native_bf16_units();
+
 // What precision "auto" picks on this CPU for the model folder `model_dir` ("" = none), and why, e.g.
 // {F32, "no native bf16 (AMX or AVX512-BF16) on this CPU, and the model folder has no int8 encoder
 // (export --int8 adds one)"}.

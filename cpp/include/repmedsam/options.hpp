@@ -8,9 +8,11 @@ namespace repmedsam {
 // CPU computes bf16 natively (AMX or AVX512-BF16) and the model's encoder.xml is not marked
 // bf16_accuracy_ok "false", otherwise int8 when the model folder has an encoder_int8.xml marked
 // int8_accuracy_ok, otherwise f32.
-enum class Precision { Auto, F32, BF16, Int8 };
+// BF16Encoder: the image encoder in bf16, the mask decoder in f32 (3D walks feed each mask back as the next
+// slice's box, so the decoder's rounding compounds there).
+enum class Precision { Auto, F32, BF16, BF16Encoder, Int8 };
 
-// "auto" | "f32" | "bf16" | "int8" -> Precision; throws InvalidInput naming the accepted values.
+// "auto" | "f32" | "bf16" | "bf16-encoder" | "int8" -> Precision; throws InvalidInput naming the accepted values.
 Precision parse_precision(const std::string& name);
 std::string to_string(Precision p);
 

@@ -33,6 +33,8 @@ def run_action(args) -> int:
         summary = _embed_teacher(args)
     elif args.action == "build-cache":
         summary = _build_cache(args)
+    elif args.action == "make-val":
+        summary = _make_val(args)
     else:  # argparse only offers the actions above
         raise UsageError(f"train {args.action}: unknown action.")
     if os.environ.get("RANK", "0") == "0":
@@ -73,3 +75,14 @@ def _build_cache(args) -> dict:
     items = select_subset(source.items, args.subset, args.seed)
     out = build_cache(source, args.out, items)
     return {"cache": str(out), "images": len(items), "bytes": out.stat().st_size}
+
+
+def _make_val(args) -> dict:
+    from .data import FolderSource, open_source
+    from .val_split import calibration_names, write_val_folder
+
+    source = open_source(args.data)
+    if not isinstance(source, FolderSource):
+        raise UsageError(f"{args.data}: a cache; give the training folder (with manifest.csv).")
+    names = write_val_folder(source, args.out, calibration_names(source.items) if args.calib else None)
+    return {"val": str(args.out), "cases": len(names), "3d": sum(n.startswith("3D") for n in names)}

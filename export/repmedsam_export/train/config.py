@@ -17,7 +17,7 @@ DEFAULT_LR = {"pipeline": 5e-5, "finetune": 1e-5, "distill": 1e-4}
 
 # settings that fix the sample order: a resume with different values would not continue the same run
 RESUME_IDENTITY = ("stage", "arch", "seed", "subset", "balance", "epoch_size", "box_shift", "box_shrink",
-                   "neighbour_box", "views")
+                   "neighbour_box", "views", "held_out", "group_shares")
 
 
 @dataclass
@@ -47,6 +47,7 @@ class TrainConfig:
     max_minutes: float | None = None
     subset: int | None = None
     balance: float = 0.5
+    group_shares: dict[str, float] | None = None  # {"2D"|modality: share of samples}, e.g. CT and MR volumes
     epoch_size: int | None = None
     box_shift: int = 5
     box_shrink: int = 0  # boxes may also be tighter than the mask: masks that grow past a tight box (3D)
@@ -67,6 +68,7 @@ class TrainConfig:
     views: float = 0.5  # distill with a teacher: share of samples that are augmented views targeted on the fly
     crop: int = 0  # distill: train on crop×crop input crops (0: whole images); may change between resumes
     fresh: bool = False
+    held_out: list[str] = dataclasses.field(default_factory=list)  # set by the trainer: --val's training cases
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -75,6 +77,9 @@ class TrainConfig:
             raise UsageError(f"{self.stage}: --teacher-masks needs --teacher and the pipeline or finetune stage.")
         if not 0.0 <= self.neighbour_box <= 1.0:
             raise UsageError(f"--neighbour-box {self.neighbour_box}: expected a share from 0 to 1.")
+        if self.group_shares and (any(v < 0 for v in self.group_shares.values())
+                                  or sum(self.group_shares.values()) > 1 + 1e-9):
+            raise UsageError(f"--group-shares {self.group_shares}: expected shares from 0 summing to at most 1.")
         if self.lr is None:
             self.lr = DEFAULT_LR[self.stage]
         if self.colour_jitter is None:

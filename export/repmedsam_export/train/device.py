@@ -17,6 +17,7 @@ subset of the training cache sized to the room left, and the student comes back 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from repmedsam_ov.atomic import write_bytes_atomic
 from repmedsam_ov.errors import InputError, ModelError, UsageError
 
 from ..checkpoint import load_checkpoint, load_state_dict
@@ -80,26 +82,54 @@ def pack(teacher: Path, data: Path, out: Path, root: Path, limit: int = TREE_LIM
             "travels_mib": round(total / 2**20, 1), "limit_mib": limit / 2**20, "pack": str(out)}
 
 
-def finish(state_dir: Path, out: Path) -> dict:
-    """The run's latest model in float16, and its log, into `out`: after a distillation the student's encoder
-    alone (`student_encoder_f16.pth`, what a device returns; `merge` rejoins it with the teacher's decoder),
-    after pipeline training or fine-tuning the whole model (`model_f16.pth`, a `train --init` checkpoint)."""
-    out.mkdir(parents=True, exist_ok=True)
+def split_id(config: dict) -> str:
+    """What a run validated on: the held-out training cases (val_split.py) by a hash of their names, else
+    the validation folder's name, else its loss."""
+    if config.get("held_out"):
+        return "split:" + hashlib.sha1("\n".join(sorted(config["held_out"])).encode()).hexdigest()[:12]
+    return f"folder:{Path(config['val']).name}" if config.get("val") else "loss"
+
+
+def finish(state_dir: Path, out: Path, latest: bool = False) -> dict:
+    """The run's best model in float16, its log and `progress.json` (score, split) into `out`, only when it
+    improved: best.pth exists only for a model that beat where the run started (the trainer scores its --init
+    first), and a committed progress.json of the same split must be beaten too, so each 21 MB commit of
+    progress is an improvement. After a distillation the student's encoder alone (`student_encoder_f16.pth`,
+    what a device returns; `merge` rejoins it with the teacher's decoder), after pipeline training or
+    fine-tuning the whole model (`model_f16.pth`, a `train --init` checkpoint). `latest`: the state's latest
+    model instead, unchecked (a device burst returns what it trained; never for export/progress).
+    -> {"written": bool, ...}"""
     state = load_state(state_dir / "state.pt")
     config = state.get("config", {})
     stage = config.get("stage", "distill")
-    if stage == "distill":
-        target, weights = out / "student_encoder_f16.pth", _encoder_f16(state["model"])
+    record_file = out / "progress.json"
+    committed = json.loads(record_file.read_text()) if record_file.is_file() else None
+    split = split_id(config)
+    if latest:
+        best = {"model": state["model"], "epoch": state["epoch"], "score": state.get("best")}
+    elif not (state_dir / "best.pth").is_file():
+        return {"written": False, "why": f"{state_dir}: no model of this run beat where it started (no best.pth)"}
     else:
-        target, weights = out / "model_f16.pth", _all_f16(state["model"])
+        best = torch.load(state_dir / "best.pth", map_location="cpu", weights_only=True)
+        if committed and committed.get("split") == split and best["score"] <= committed["score"]:
+            return {"written": False, "why": f"best validation {best['score']:.4f} does not beat the committed "
+                                             f"{committed['score']:.4f} ({record_file})"}
+    out.mkdir(parents=True, exist_ok=True)
+    if stage == "distill":
+        target, weights = out / "student_encoder_f16.pth", _encoder_f16(best["model"])
+    else:
+        target, weights = out / "model_f16.pth", _all_f16(best["model"])
     save_atomic({"model": weights, "stage": stage, "arch": config.get("arch", "rep_medsam"),
-                 "epoch": state["epoch"], "step": state["step"]}, target)
+                 "epoch": best["epoch"], "step": state["step"]}, target)
     if stage == "distill" and target.stat().st_size > RETURN_LIMIT:
         raise UsageError(f"{target}: {target.stat().st_size} bytes, over the {RETURN_LIMIT} a returned file may hold.")
     log = state_dir / "log.jsonl"
     if log.is_file():
         (out / "log.jsonl").write_bytes(log.read_bytes())
-    return {"model": str(target), "stage": stage, "bytes": target.stat().st_size, "step": state["step"]}
+    record = {"stage": stage, "split": split, "score": best["score"], "epoch": best["epoch"], "step": state["step"]}
+    if not latest:
+        write_bytes_atomic(record_file, (json.dumps(record, indent=1) + "\n").encode())
+    return {"written": True, "model": str(target), "bytes": target.stat().st_size, **record}
 
 
 def merge(student: Path, teacher: Path, out: Path) -> dict:
@@ -121,9 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher", type=Path, default=default_path())
     p.add_argument("--data", type=Path, default=Path("../shared/data/train"), help="training folder or cache")
     p.add_argument("-o", "--out", type=Path, default=Path(".devpack"))
-    f = sub.add_parser("finish", help="the latest student encoder (distill) or whole model (float16) and log into OUT")
+    f = sub.add_parser("finish", help="the best student encoder (distill) or whole model (float16) and log into OUT, "
+                                      "when it improved on the committed progress")
     f.add_argument("state", type=Path)
     f.add_argument("-o", "--out", type=Path, required=True)
+    f.add_argument("--latest", action="store_true", help="the latest model, unchecked (a device burst's return)")
     m = sub.add_parser("merge", help="here: a Rep-MedSAM checkpoint from the returned encoder")
     m.add_argument("student", type=Path)
     m.add_argument("--teacher", type=Path, default=default_path())
@@ -135,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                                        check=True).stdout.strip())
             result = pack(args.teacher, args.data, args.out, root)
         elif args.action == "finish":
-            result = finish(args.state, args.out)
+            result = finish(args.state, args.out, args.latest)
         else:
             result = merge(args.student, args.teacher, args.out)
     except (InputError, ModelError, UsageError, FileNotFoundError) as e:

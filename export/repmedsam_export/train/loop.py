@@ -52,14 +52,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def _cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 def resolve_precision(name: str, device: torch.device) -> str:
     """auto: bf16 on CUDA with bf16 support and on CPUs with native bf16 (AMX / AVX512-BF16); f32 elsewhere,
     where bf16 autocast measured slower (AVX2 only: bf16 is emulated)."""
@@ -67,7 +59,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "f32"
-    return "bf16" if _cpu_has_native_bf16() else "f32"
+    from repmedsam_ov._core import native_bf16_units  # the runtime's own probe: one rule for both sides
+
+    return "bf16" if native_bf16_units() else "f32"
 
 
 # the neck layers Rep-MedSAM and LiteMedSAM share in shape: LayerNorm, 3x3 conv, LayerNorm
@@ -103,10 +97,10 @@ class Trainer:
         self.log = JsonLog(self.dir / "log.jsonl" if self.rank == 0 else None)
 
         self.source = self._open_data()
-        self.items = select_subset(self.source.items, cfg.subset, cfg.seed)
+        self.items = self._without_val_cases(select_subset(self.source.items, cfg.subset, cfg.seed))
         if not self.items:
             raise InputError(f"{cfg.data}: no images with objects to train on.")
-        self.order = BalancedOrder(self.items, cfg.balance, cfg.seed, cfg.epoch_size)
+        self.order = BalancedOrder(self.items, cfg.balance, cfg.seed, cfg.epoch_size, cfg.group_shares)
         if self.order.epoch_size < cfg.batch_size * self.world:
             raise UsageError(f"--epoch-size {self.order.epoch_size}: smaller than one step "
                              f"(batch size {cfg.batch_size} x {self.world} rank(s)).")
@@ -158,6 +152,17 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return CacheSource(path)
+
+    def _without_val_cases(self, items: list) -> list:
+        """Items minus the cases --val scores (a validation split of the training data: val_split.py), so
+        that no checkpoint is chosen on what it trained on; their names go into the run's identity."""
+        if not self.cfg.val:
+            return items
+        val_names = {p.stem for p in (Path(self.cfg.val) / "imgs").glob("*.npz")}
+        self.cfg.held_out = sorted({it.name for it in items} & val_names)
+        if self.cfg.held_out:
+            log.info("%d validation cases left out of training (%s)", len(self.cfg.held_out), self.cfg.val)
+        return [it for it in items if it.name not in val_names]
 
     def _load_init(self) -> None:
         cfg = self.cfg
@@ -284,6 +289,7 @@ class Trainer:
                  {k: round(v, 3) for k, v in sorted(self.order.shares(self.items).items())}, self.precision,
                  self.device, self.world, self.dir)
         self._terminated = False
+        self._validate_start()
         restore = self._stop_on_sigterm()
         try:
             while self.epoch < cfg.epochs and stopped == "done":
@@ -349,6 +355,34 @@ class Trainer:
         log.info("epoch %d step %d  loss %.4f (%s)  lr %.2e  %.1f s/step", self.epoch, self.step, parts["loss"],
                  detail, lr, seconds)
 
+    def _validate(self, record: dict, what: str) -> float:
+        """Validation DSC of the model now (rank 0 scores, the others receive it); the result goes into record."""
+        score = float("nan")
+        if self.rank == 0:
+            from .validate import validate
+
+            result = validate(self.model, self.cfg.val, self.cfg.val_cases, self.device)
+            record["val"] = result
+            score = result["dsc"]
+            log.info("%s validation: DSC %.4f%s over %d cases (%s) in %.0f s", what, result["dsc"],
+                     f", NSD {result['nsd']:.4f}" if result["nsd"] is not None else "", result["cases"],
+                     result["method"], result["seconds"])
+        if self.world > 1:
+            t = torch.tensor([score], dtype=torch.float64, device=self.device)
+            dist.broadcast(t, 0)
+            score = float(t)
+        return score
+
+    def _validate_start(self) -> None:
+        """A new run from a checkpoint scores it first: best.pth is then only written by a model that beats
+        where the run started (and `device finish` only commits progress that improved on it)."""
+        if self.step or self.best is not None or not self.cfg.val or not self.cfg.init:
+            return
+        record = {"event": "start", "init": self.cfg.init}
+        self.best = self._validate(record, "starting model")
+        self.log.write(**record)
+        self.save()
+
     def _end_epoch(self) -> None:
         mean = self.epoch_loss_sum / max(self.epoch_steps, 1)
         if self.world > 1:
@@ -364,19 +398,7 @@ class Trainer:
             validating = False  # not this epoch: the best is only updated when validated
             score = None
         if validating:
-            if self.rank == 0:
-                from .validate import validate
-
-                result = validate(self.model, self.cfg.val, self.cfg.val_cases, self.device)
-                record["val"] = result
-                score = result["dsc"]
-                log.info("epoch %d validation: DSC %.4f%s over %d cases (%s) in %.0f s", self.epoch, result["dsc"],
-                         f", NSD {result['nsd']:.4f}" if result["nsd"] is not None else "", result["cases"],
-                         result["method"], result["seconds"])
-            if self.world > 1:
-                t = torch.tensor([score], dtype=torch.float64, device=self.device)
-                dist.broadcast(t, 0)
-                score = float(t)
+            score = self._validate(record, f"epoch {self.epoch}")
         if score is not None and (self.best is None or score > self.best):
             self.best = score
             record["best"] = True

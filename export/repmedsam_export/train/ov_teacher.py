@@ -27,7 +27,7 @@ class OpenVINOTeacher:
     def __init__(self, model_dir: str | os.PathLike, threads: int | None = None, precision: str = "auto") -> None:
         import openvino as ov
 
-        from .loop import _cpu_has_native_bf16
+        from repmedsam_ov._core import native_bf16_units
 
         xml = Path(model_dir) / "encoder.xml"
         if not xml.is_file():
@@ -37,7 +37,7 @@ class OpenVINOTeacher:
         key = ["model_info", "checkpoint_sha256"]
         self.source_sha256 = model.get_rt_info(key).astype(str) if model.has_rt_info(key) else None
         if precision == "auto":
-            precision = "bf16" if _cpu_has_native_bf16() else "f32"
+            precision = "bf16" if native_bf16_units() else "f32"
         config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

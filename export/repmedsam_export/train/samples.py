@@ -20,7 +20,7 @@ from repmedsam_ov import reference
 from .data import Item
 
 __all__ = ["IMAGE_SIZE", "EMBEDDING_STRIDE", "resize_longest_side", "preprocess", "jittered_box", "Augment",
-           "BalancedOrder", "SegmentationSamples", "EmbeddingSamples", "augmented_view", "dihedral", "crop_pair"]
+           "BalancedOrder", "item_group", "SegmentationSamples", "EmbeddingSamples", "augmented_view", "dihedral", "crop_pair"]
 
 IMAGE_SIZE = 256
 EMBEDDING_STRIDE = 4  # input pixels per embedding cell (256 -> 64): crops start on this grid
@@ -98,13 +98,30 @@ class BalancedOrder:
     """The sequence of item indices of each epoch, drawn with replacement so that source s gets a share
     proportional to n_s ** balance (1: as stored, Kvasir dominates; 0: every source equal; 0.5 default).
 
-    `epoch_size` samples per epoch (default: the number of items). Deterministic in (seed, epoch).
+    `group_shares` ({group: share}, groups from `item_group`: "2D", or a 3D item's modality such as "CT")
+    first fixes each group's share of the samples, then splits it among the group's sources as above;
+    groups it leaves out share what is left in proportion to their balanced weight (and items of groups
+    that are absent get nothing). `epoch_size` samples per epoch (default: the number of items).
+    Deterministic in (seed, epoch).
     """
 
-    def __init__(self, items: list[Item], balance: float = 0.5, seed: int = 0, epoch_size: int | None = None):
+    def __init__(self, items: list[Item], balance: float = 0.5, seed: int = 0, epoch_size: int | None = None,
+                 group_shares: dict[str, float] | None = None):
         sources = [it.source for it in items]
         counts = {s: sources.count(s) for s in set(sources)}
         weights = np.array([counts[s] ** balance / counts[s] for s in sources], dtype=np.float64)
+        if group_shares:
+            groups = np.array([item_group(it) for it in items])
+            named = {g: share for g, share in group_shares.items() if (groups == g).any()}
+            rest = ~np.isin(groups, list(named))
+            left = max(0.0, 1.0 - sum(named.values()))
+            total = weights.sum()
+            for g, share in named.items():
+                weights[groups == g] *= share / weights[groups == g].sum()
+            if rest.any():
+                weights[rest] *= left / weights[rest].sum() if left > 0 else 0.0
+            if total <= 0 or weights.sum() <= 0:
+                raise ValueError(f"group shares {group_shares}: no sample left to draw")
         self.p = weights / weights.sum()
         self.seed = seed
         self.epoch_size = epoch_size or len(items)
@@ -118,6 +135,12 @@ class BalancedOrder:
         for it, p in zip(items, self.p):
             out[it.source] = out.get(it.source, 0.0) + float(p)
         return out
+
+
+def item_group(item: Item) -> str:
+    """"2D" for a 2D image; a 3D slice's modality, the second `_` field of its case name ("CT", "MR")."""
+    parts = item.name.split("_")
+    return "2D" if item.z < 0 else (parts[1] if len(parts) > 1 else "3D")
 
 
 def batch_keys(order: BalancedOrder, epoch: int, consumed: int, batch_size: int, rank: int, world: int):

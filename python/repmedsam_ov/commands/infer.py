@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..cases import Outcome, plan_cases, segment_case
 from ..errors import CommandFailed, UsageError
+from ..segmenter import PRECISIONS
 from ._args import positive_int
 
 log = logging.getLogger("repmedsam_ov")
@@ -33,11 +34,13 @@ def register(sub) -> None:
                    help="output folder, or for one volume or image an output file (.nii.gz, .nii, .nrrd, .mha, .png, .tif)")
     p.add_argument("--backend", choices=("runtime", "torch"), default="runtime",
                    help="runtime: the C++ OpenVINO runtime (default); torch: the PyTorch reference")
-    p.add_argument("-m", "--model", metavar="MODEL_DIR",
-                   help="exported model folder (runtime backend; default: the model bundled with the package, if "
-                        "this build has one: see `repmedsam-ov info`)")
-    p.add_argument("--checkpoint", metavar="CKPT", help="Rep-MedSAM .pth checkpoint (torch backend)")
-    p.add_argument("--precision", choices=("auto", "f32", "bf16", "int8"), default="auto", help="runtime precision")
+    p.add_argument("-m", "--model", metavar="MODEL",
+                   help="a bundled model's name (rep_medsam, the default; litemedsam) or an exported model folder "
+                        "(`repmedsam-ov info` lists the bundled ones)")
+    p.add_argument("--checkpoint", metavar="CKPT",
+                   help="Rep-MedSAM .pth checkpoint (torch backend; default: the bundled model's own, from a source checkout)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="runtime precision (auto: per model and CPU, see `repmedsam-ov info`)")
     p.add_argument("-t", "--threads", type=positive_int, metavar="N", help="inference threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("-b", "--boxes", metavar="FILE|DIR",
@@ -90,8 +93,6 @@ def make_backend(args):
     """A callable case -> segs for the chosen backend; raises ModelError with what to install or pass."""
     from ..engines import make_engine
 
-    if args.backend == "torch" and not args.checkpoint:
-        raise UsageError("--backend torch needs --checkpoint CKPT.pth (an official or trained Rep-MedSAM checkpoint).")
     name = "torch" if args.backend == "torch" else f"runtime-{args.precision}"
     return make_engine(name, args.model and Path(args.model), args.checkpoint, args.threads)
 

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from ..errors import UsageError
+from ..segmenter import PRECISIONS
 from ._args import positive_int
 
 log = logging.getLogger("repmedsam_ov")
@@ -29,8 +30,9 @@ def register(sub) -> None:
     p.add_argument("--port", type=_port, default=8765, help="TCP port (default 8765; 0 = any free port)")
     p.add_argument("--token", help="access token (default: a new random one each start); 8+ URL-safe characters")
     p.add_argument("--no-browser", action="store_true", help="print the URL only; do not open a browser")
-    p.add_argument("-m", "--model", metavar="MODEL_DIR", help="exported model folder (default: the bundled model)")
-    p.add_argument("--precision", choices=("auto", "f32", "bf16", "int8"), default="auto", help="runtime precision")
+    p.add_argument("-m", "--model", metavar="MODEL",
+                   help="a bundled model's name or an exported model folder, as infer's -m (default: the bundled default)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="runtime precision, as infer's --precision")
     p.add_argument("-t", "--threads", type=positive_int, metavar="N", help="inference threads (default: all cores)")
     p.add_argument("-b", "--boxes", metavar="FILE|DIR", help="box file or folder, as infer's --boxes")
     p.add_argument("--box-space", choices=("voxel", "world"), help="box file coordinates, as infer's --box-space")

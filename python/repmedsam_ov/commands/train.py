@@ -2,7 +2,7 @@
 
 Actions: pipeline, finetune, distill (training stages), get-teacher (LiteMedSAM's published weights),
 embed-teacher (store a teacher's embeddings for distill), build-cache (the training set as one compact
-file). Torch-free at import; get-teacher needs no torch at all.
+file), make-val (the validation split of the training data). Torch-free at import; get-teacher needs no torch at all.
 """
 
 from __future__ import annotations
@@ -53,6 +53,17 @@ def register(sub) -> None:
     _add_data(c)
     c.add_argument("-o", "--out", required=True, help="cache file to write (.npz)")
     c.set_defaults(func=run)
+    v = actions.add_parser("make-val", help="write the validation split of the training data (challenge npz)",
+                           description="Write the training cases held out for validation (whole volumes of every "
+                                       "3D modality, two images per 2D source; see repmedsam_export/train/"
+                                       "val_split.py) as imgs/NAME.npz + gts/NAME.npz. `train STAGE --val` on "
+                                       "that folder leaves these cases out of training.")
+    v.add_argument("--data", required=True, help="the training folder (manifest.csv, 2d/, 3d/)")
+    v.add_argument("-o", "--out", required=True, help="folder to write (imgs/, gts/)")
+    v.add_argument("--calib", action="store_true",
+                   help="write training cases for int8 calibration instead (`export --int8 --calib`): every 3D "
+                        "volume and 10 images per 2D source, none of them held out")
+    v.set_defaults(func=run)
     for action in actions.choices.values():  # -v/-q also after the action; SUPPRESS keeps a value given before it
         action.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                             help="debug logging and full tracebacks")
@@ -92,6 +103,9 @@ def _add_stage(p, stage: str) -> None:
     p.add_argument("--log-every", type=int, default=10, help="log every N steps")
     p.add_argument("--balance", type=float, default=0.5,
                    help="source sampling share ∝ count**BALANCE (1: as stored; 0: sources equal; default 0.5)")
+    p.add_argument("--group-shares", type=_group_shares, metavar="G=S,...",
+                   help="fix the share of samples of each group (2D, or a 3D modality: CT, MR, ...), e.g. "
+                        "2D=0.5,CT=0.2,MR=0.3; sources within a group by --balance; groups not named share the rest")
     p.add_argument("--cache", action="store_true",
                    help="train from a compact cache of the data, built once in --state (data-cache.npz)")
     p.add_argument("--val", help="eval folder (imgs/, gts/) scored after every epoch; the best DSC is kept "
@@ -132,6 +146,21 @@ def _share(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text}: expected a share from 0 to 1")
     return value
+
+
+def _group_shares(text: str) -> dict[str, float]:
+    shares = {}
+    for part in text.split(","):
+        group, _, value = part.partition("=")
+        try:
+            shares[group.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r}: expected GROUP=SHARE, e.g. CT=0.2") from None
+        if not group.strip() or not 0.0 <= shares[group.strip()] <= 1.0:
+            raise argparse.ArgumentTypeError(f"{part!r}: expected GROUP=SHARE with a share from 0 to 1")
+    if sum(shares.values()) > 1 + 1e-9:
+        raise argparse.ArgumentTypeError(f"{text}: the shares sum to more than 1")
+    return shares
 
 
 def _get_teacher(args) -> int:
