@@ -71,7 +71,8 @@ py::array new_labels(const std::vector<py::ssize_t>& shape, bool wide) {
   return py::array_t<uint8_t>(shape);
 }
 
-py::tuple segment_2d(Segmenter& self, const py::array& image_in, const py::array& boxes_in) {
+py::tuple segment_2d(Segmenter& self, const py::array& image_in, const py::array& boxes_in, EmbeddingStore* store,
+                     Progress* progress) {
   const auto image = image_array(image_in, "image");
   if (image.ndim() != 2 && !(image.ndim() == 3 && image.shape(2) == 3))
     throw InvalidInput("image must have shape (H, W) or (H, W, 3).");
@@ -83,12 +84,13 @@ py::tuple segment_2d(Segmenter& self, const py::array& image_in, const py::array
   Trace trace;
   {
     py::gil_scoped_release release;
-    self.segment_2d(view, boxes.data(), n, {labels.mutable_data(), n > 255}, &trace);
+    self.segment_2d(view, boxes.data(), n, {labels.mutable_data(), n > 255}, &trace, store, progress);
   }
   return py::make_tuple(labels, trace_dict(trace));
 }
 
-py::tuple segment_3d(Segmenter& self, const py::array& volume_in, const py::array& boxes_in) {
+py::tuple segment_3d(Segmenter& self, const py::array& volume_in, const py::array& boxes_in, EmbeddingStore* store,
+                     Progress* progress) {
   const auto volume = image_array(volume_in, "volume");
   if (volume.ndim() != 3) throw InvalidInput("volume must have shape (D, H, W).");
   const auto boxes = box_array(boxes_in, 6);
@@ -99,7 +101,7 @@ py::tuple segment_3d(Segmenter& self, const py::array& volume_in, const py::arra
   Trace trace;
   {
     py::gil_scoped_release release;
-    self.segment_3d(view, boxes.data(), n, {labels.mutable_data(), n > 255}, &trace);
+    self.segment_3d(view, boxes.data(), n, {labels.mutable_data(), n > 255}, &trace, store, progress);
   }
   return py::make_tuple(labels, trace_dict(trace));
 }
@@ -107,6 +109,16 @@ py::tuple segment_3d(Segmenter& self, const py::array& volume_in, const py::arra
 }  // namespace
 
 void register_segmenter(py::module_& m) {
+  py::class_<EmbeddingStore>(m, "EmbeddingStore",
+                             "Slice embeddings of one image or volume kept between segment calls (owned copies).")
+      .def(py::init<int>(), py::arg("max_slices"))
+      .def_property_readonly("encoded", &EmbeddingStore::encoded, "Slices encoded so far, by all calls.");
+  py::class_<Progress>(m, "Progress", "Progress of one segment call, readable and cancellable from other threads.")
+      .def(py::init<>())
+      .def("cancel", &Progress::cancel, "Stop the call before its next decoder step (it raises Cancelled).")
+      .def_property_readonly("cancelled", &Progress::cancelled)
+      .def_property_readonly("steps", &Progress::steps, "Decoder steps done: 2D boxes, or 3D slices of all walks.");
+
   py::class_<Segmenter>(m, "Segmenter", "Compiled Rep-MedSAM encoder and decoder (see repmedsam_ov.Segmenter).")
       .def(py::init([](const std::string& model_dir, const std::string& precision, int threads, int streams,
                        const std::string& cache_dir, int max_cached_slices, int decoder_batch) {
@@ -122,9 +134,11 @@ void register_segmenter(py::module_& m) {
            }),
            py::arg("model_dir"), py::arg("precision") = "auto", py::arg("threads") = 0, py::arg("streams") = 0,
            py::arg("cache_dir") = "", py::arg("max_cached_slices") = 256, py::arg("decoder_batch") = 8)
-      .def("segment_2d", &segment_2d, py::arg("image"), py::arg("boxes"),
+      .def("segment_2d", &segment_2d, py::arg("image"), py::arg("boxes"), py::arg("store") = nullptr,
+           py::arg("progress") = nullptr,
            "uint8 (H, W[, 3]) C-contiguous image, float64 (N, 4) boxes -> (labels (H, W), trace dict).")
-      .def("segment_3d", &segment_3d, py::arg("volume"), py::arg("boxes"),
+      .def("segment_3d", &segment_3d, py::arg("volume"), py::arg("boxes"), py::arg("store") = nullptr,
+           py::arg("progress") = nullptr,
            "uint8 (D, H, W) C-contiguous volume, float64 (N, 6) boxes -> (labels (D, H, W), trace dict).")
       .def("describe", &Segmenter::describe, "Model folder, resolved precision, threading and model metadata.");
 }

@@ -1,5 +1,5 @@
 // The private extension `repmedsam_ov._core`; each area registers its own bindings. C++ errors become
-// repmedsam_ov.InputError (a ValueError) and repmedsam_ov.ModelError.
+// repmedsam_ov.InputError (a ValueError), repmedsam_ov.ModelError and repmedsam_ov.Cancelled.
 #include <pybind11/pybind11.h>
 
 #include "repmedsam/errors.hpp"
@@ -36,6 +36,8 @@ PYBIND11_MODULE(_core, m) {
       raise_as("InputError", PyExc_ValueError, e.what());
     } catch (const repmedsam::ModelError& e) {
       raise_as("ModelError", PyExc_RuntimeError, e.what());
+    } catch (const repmedsam::Cancelled& e) {
+      raise_as("Cancelled", PyExc_RuntimeError, e.what());
     }
   });
   register_info(m);

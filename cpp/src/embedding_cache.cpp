@@ -1,6 +1,9 @@
 #include "embedding_cache.hpp"
 
 #include <algorithm>
+#include <string>
+
+#include "repmedsam/errors.hpp"
 
 namespace repmedsam::detail {
 
@@ -61,3 +64,37 @@ int EmbeddingCache::computed() const {
 }
 
 }  // namespace repmedsam::detail
+
+namespace repmedsam {
+
+namespace {
+
+std::string shape_text(const std::array<int, 4>& s) {
+  const std::string hw = std::to_string(s[1]) + "x" + std::to_string(s[2]);
+  if (s[0] == 0) return "a " + hw + " image with " + std::to_string(s[3]) + " channel" + (s[3] == 1 ? "" : "s");
+  return "a " + std::to_string(s[0]) + "x" + hw + " volume";
+}
+
+}  // namespace
+
+EmbeddingStore::EmbeddingStore(int max_slices) {
+  if (max_slices < 1) throw InvalidInput("max_slices must be at least 1, got " + std::to_string(max_slices) + ".");
+  impl_ = std::make_unique<Impl>(max_slices);
+}
+
+EmbeddingStore::~EmbeddingStore() = default;
+
+int EmbeddingStore::encoded() const { return impl_->cache.computed(); }
+
+void EmbeddingStore::Impl::bind(const std::array<int, 4>& s) {
+  std::lock_guard<std::mutex> lock(mutex);
+  if (!bound) {
+    shape = s;
+    bound = true;
+  } else if (shape != s) {
+    throw InvalidInput("this embedding store holds slices of " + shape_text(shape) + ", not of " + shape_text(s) +
+                       "; use one store per image.");
+  }
+}
+
+}  // namespace repmedsam

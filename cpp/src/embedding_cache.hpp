@@ -1,8 +1,9 @@
 // Slice embeddings of one 3D case, computed lazily, at most once while cached, shared between walks and
 // threads. Values are owned copies (never OpenVINO output buffers). Beyond `capacity` finished entries
 // the least recently used one is dropped; a later request encodes it again, with the same result.
-// Internal header.
+// EmbeddingStore (engine.hpp) keeps one between calls. Internal header.
 #pragma once
+#include <array>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -11,6 +12,7 @@
 #include <unordered_map>
 
 #include "networks.hpp"
+#include "repmedsam/engine.hpp"
 
 namespace repmedsam::detail {
 
@@ -42,3 +44,19 @@ class EmbeddingCache {
 };
 
 }  // namespace repmedsam::detail
+
+namespace repmedsam {
+
+struct EmbeddingStore::Impl {
+  explicit Impl(int max_slices) : cache(static_cast<size_t>(max_slices)) {}
+  // Ties the store to the shape of its first image ({d, h, w, channels}, d = 0 for a 2D image); throws
+  // InvalidInput for any other, so embeddings of one image are never decoded against another.
+  void bind(const std::array<int, 4>& shape);
+
+  detail::EmbeddingCache cache;  // keyed by slice (0 for a 2D image)
+  std::mutex mutex;
+  std::array<int, 4> shape{};
+  bool bound = false;
+};
+
+}  // namespace repmedsam

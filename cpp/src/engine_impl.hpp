@@ -49,8 +49,10 @@ struct Segmenter::Impl {
   detail::DecoderRequest& image_decoder();
   detail::DecoderRequest& lane_decoder_2d(int lane);  // a lane's request for 2D box chunks
 
-  void run_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace);
-  void run_3d(const VolumeView& volume, const double* boxes, int n, LabelsView labels, Trace* trace);
+  void run_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace,
+              EmbeddingStore* store, Progress* progress);
+  void run_3d(const VolumeView& volume, const double* boxes, int n, LabelsView labels, Trace* trace,
+              EmbeddingStore* store, Progress* progress);
 };
 
 namespace detail {
@@ -103,6 +105,9 @@ class StageClock {
 
 // Checks shared by 2D and 3D: sizes that fit the index arithmetic, at most 65535 boxes.
 void check_label_count(int n, bool wide);
+
+// Throws Cancelled when the caller's Progress (may be null) has been cancelled: checked before each step.
+void check_cancelled(const Progress* progress);
 
 }  // namespace detail
 }  // namespace repmedsam

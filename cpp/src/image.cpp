@@ -1,4 +1,5 @@
-// 2D: one encoder run, then the boxes in chunks on the dynamic-batch decoder, spread over the lanes.
+// 2D: one encoder run (or the embedding an EmbeddingStore kept), then the boxes in chunks on the dynamic-batch
+// decoder, spread over the lanes.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -6,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "embedding_cache.hpp"
 #include "engine_impl.hpp"
 #include "repmedsam/errors.hpp"
 
@@ -35,16 +37,22 @@ void check_boxes_2d(const double* boxes, int n, int h, int w) {
 }
 
 template <class L>
-void segment(Segmenter::Impl& s, const ImageView& im, const double* boxes, int n, L* labels, Trace* trace) {
+void segment(Segmenter::Impl& s, const ImageView& im, const double* boxes, int n, L* labels, Trace* trace,
+             EmbeddingStore* store, Progress* progress) {
   const size_t pixels = static_cast<size_t>(im.h) * im.w;
   std::memset(labels, 0, pixels * sizeof(L));
   detail::StageClock clock;
-  detail::EncoderRequest& encoder = s.image_encoder();
-  const Extent extent = clock.time(detail::StageClock::kPreprocess, [&] {
-    return preprocess_image(im.data, im.h, im.w, im.channels, encoder.input(), s.lanes.front().scratch);
-  });
-  const auto embedding = clock.time(detail::StageClock::kEncoder, [&] { return encoder.run(); });
-  const Upsampler up(extent, im.h, im.w);
+  auto encode = [&] {
+    detail::EncoderRequest& encoder = s.image_encoder();
+    clock.time(detail::StageClock::kPreprocess, [&] {
+      preprocess_image(im.data, im.h, im.w, im.channels, encoder.input(), s.lanes.front().scratch);
+    });
+    return clock.time(detail::StageClock::kEncoder, [&] { return encoder.run(); });
+  };
+  detail::EmbeddingCache* cache = store ? &store->impl().cache : nullptr;
+  const int encoded_before = cache ? cache->computed() : 0;
+  const auto embedding = cache ? cache->get(0, encode) : encode();
+  const Upsampler up(resized_extent(im.h, im.w), im.h, im.w);
 
   std::vector<Box> model_boxes(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) model_boxes[i] = scale_box(boxes + 4 * i, im.h, im.w);
@@ -62,8 +70,10 @@ void segment(Segmenter::Impl& s, const ImageView& im, const double* boxes, int n
     // A single call (one box) gets every thread; several calls share the streams.
     detail::DecoderRequest& decoder = chunks == 1 ? s.image_decoder() : s.lane_decoder_2d(lane_index);
     for (int c; !stop && (c = next++) < chunks;) {
+      detail::check_cancelled(progress);
       const int begin = c * batch, k = std::min(n - begin, batch);
       clock.time(detail::StageClock::kDecoder, [&] { decoder.run(embedding->data(), &model_boxes[begin], k); });
+      if (progress) progress->add_steps(k);
       clock.time(detail::StageClock::kPostprocess, [&] {
         for (int j = 0; j < k; ++j)
           detail::paint_max(up, decoder.logits(j), static_cast<L>(begin + j + 1), labels, row_locks, kLocks);
@@ -74,7 +84,7 @@ void segment(Segmenter::Impl& s, const ImageView& im, const double* boxes, int n
   if (trace) {
     trace->decoder_boxes.assign(static_cast<size_t>(n), {});
     for (int i = 0; i < n; ++i) trace->decoder_boxes[i] = {model_boxes[i]};
-    trace->encoder_runs = 1;
+    trace->encoder_runs = cache ? cache->computed() - encoded_before : 1;
     trace->decoder_calls = chunks;
     clock.report(*trace);
   }
@@ -82,17 +92,20 @@ void segment(Segmenter::Impl& s, const ImageView& im, const double* boxes, int n
 
 }  // namespace
 
-void Segmenter::Impl::run_2d(const ImageView& im, const double* boxes, int n, LabelsView labels, Trace* trace) {
+void Segmenter::Impl::run_2d(const ImageView& im, const double* boxes, int n, LabelsView labels, Trace* trace,
+                             EmbeddingStore* store, Progress* progress) {
   if (!im.data || !boxes || !labels.data) throw InvalidInput("image, boxes and labels must not be null.");
   if (im.h < 1 || im.w < 1) throw InvalidInput("the image must be at least 1x1 pixels.");
   if (im.channels != 1 && im.channels != 3)
     throw InvalidInput("the image must be grey (H, W) or RGB (H, W, 3), got " + std::to_string(im.channels) + " channels.");
   detail::check_label_count(n, labels.wide);
   check_boxes_2d(boxes, n, im.h, im.w);
+  if (store) store->impl().bind({0, im.h, im.w, im.channels});
+  detail::check_cancelled(progress);
   if (labels.wide)
-    segment(*this, im, boxes, n, static_cast<uint16_t*>(labels.data), trace);
+    segment(*this, im, boxes, n, static_cast<uint16_t*>(labels.data), trace, store, progress);
   else
-    segment(*this, im, boxes, n, static_cast<uint8_t*>(labels.data), trace);
+    segment(*this, im, boxes, n, static_cast<uint8_t*>(labels.data), trace, store, progress);
 }
 
 }  // namespace repmedsam

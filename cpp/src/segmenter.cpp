@@ -110,14 +110,16 @@ detail::DecoderRequest& Segmenter::Impl::lane_decoder_2d(int lane) {
   return l.decoder_2d ? *l.decoder_2d : *l.decoder;
 }
 
-void Segmenter::segment_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace) {
+void Segmenter::segment_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace,
+                           EmbeddingStore* store, Progress* progress) {
   std::lock_guard<std::mutex> lock(impl_->call_mutex);
-  impl_->run_2d(image, boxes, n, labels, trace);
+  impl_->run_2d(image, boxes, n, labels, trace, store, progress);
 }
 
-void Segmenter::segment_3d(const VolumeView& volume, const double* boxes, int n, LabelsView labels, Trace* trace) {
+void Segmenter::segment_3d(const VolumeView& volume, const double* boxes, int n, LabelsView labels, Trace* trace,
+                           EmbeddingStore* store, Progress* progress) {
   std::lock_guard<std::mutex> lock(impl_->call_mutex);
-  impl_->run_3d(volume, boxes, n, labels, trace);
+  impl_->run_3d(volume, boxes, n, labels, trace, store, progress);
 }
 
 std::map<std::string, std::string> Segmenter::describe() const {
@@ -168,6 +170,10 @@ void StageClock::report(Trace& trace) const {
   trace.decoder_seconds = seconds(nanos_[kDecoder]);
   trace.postprocess_seconds = seconds(nanos_[kPostprocess]);
   trace.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+void check_cancelled(const Progress* progress) {
+  if (progress && progress->cancelled()) throw Cancelled("the call was cancelled.");
 }
 
 void check_label_count(int n, bool wide) {

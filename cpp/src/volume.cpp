@@ -1,7 +1,8 @@
 // 3D: per object an upward walk from the middle slice and a downward walk below it (ARCHITECTURE.md §2),
 // each step prompted by the object's own mask on the previous slice. Steps of all walks run on the lanes
-// concurrently; slice embeddings come from a shared lazy cache. Every decoder call has one box and each
-// walk's steps run in order, so the result does not depend on scheduling or thread count.
+// concurrently; slice embeddings come from a shared lazy cache (the call's own, or an EmbeddingStore's).
+// Every decoder call has one box and each walk's steps run in order, so the result does not depend on
+// scheduling or thread count.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -121,7 +122,8 @@ void paint_slice(const std::vector<uint8_t>& mask, const Rect& rect, int w, L la
 }
 
 template <class L>
-void segment(Segmenter::Impl& s, const VolumeView& v, const double* boxes, int n, L* labels, Trace* trace) {
+void segment(Segmenter::Impl& s, const VolumeView& v, const double* boxes, int n, L* labels, Trace* trace,
+             EmbeddingStore* store, Progress* progress) {
   const size_t slice_size = static_cast<size_t>(v.h) * v.w;
   std::memset(labels, 0, slice_size * v.d * sizeof(L));
   const Upsampler up(resized_extent(v.h, v.w), v.h, v.w);
@@ -150,7 +152,9 @@ void segment(Segmenter::Impl& s, const VolumeView& v, const double* boxes, int n
   StepQueue queue(upward, walk_count);
 
   detail::StageClock clock;
-  detail::EmbeddingCache cache(static_cast<size_t>(s.options.max_cached_slices));
+  detail::EmbeddingCache own_cache(static_cast<size_t>(store ? 1 : s.options.max_cached_slices));
+  detail::EmbeddingCache& cache = store ? store->impl().cache : own_cache;
+  const int encoded_before = cache.computed();
   std::unique_ptr<std::mutex[]> slice_locks(new std::mutex[static_cast<size_t>(v.d)]);
   std::atomic<int> decoder_calls{0};
   const int workers = std::min<int>(static_cast<int>(s.lanes.size()), walk_count);
@@ -159,6 +163,7 @@ void segment(Segmenter::Impl& s, const VolumeView& v, const double* boxes, int n
     Lane& lane = s.lanes[lane_index];
     std::vector<uint8_t> prompt_scratch;
     while (Walk* walk = queue.pop()) {
+      detail::check_cancelled(progress);
       const int z = walk->z;
       const L label = static_cast<L>(walk->object + 1);
       const uint8_t value = static_cast<uint8_t>(std::min(walk->object + 1, 255));  // the temp volume is uint8
@@ -180,6 +185,7 @@ void segment(Segmenter::Impl& s, const VolumeView& v, const double* boxes, int n
       walk->boxes.push_back(box);
       clock.time(detail::StageClock::kDecoder, [&] { lane.decoder->run(embedding->data(), &box, 1); });
       ++decoder_calls;
+      if (progress) progress->add_steps(1);
       clock.time(detail::StageClock::kPostprocess, [&] {
         render(up, lane.decoder->logits(0), value, walk->mask, walk->rect);
         std::lock_guard<std::mutex> lock(slice_locks[z]);
@@ -207,7 +213,7 @@ void segment(Segmenter::Impl& s, const VolumeView& v, const double* boxes, int n
       out = walks[2 * i].boxes;
       out.insert(out.end(), walks[2 * i + 1].boxes.begin(), walks[2 * i + 1].boxes.end());
     }
-    trace->encoder_runs = cache.computed();
+    trace->encoder_runs = cache.computed() - encoded_before;
     trace->decoder_calls = decoder_calls;
     clock.report(*trace);
   }
@@ -215,15 +221,18 @@ void segment(Segmenter::Impl& s, const VolumeView& v, const double* boxes, int n
 
 }  // namespace
 
-void Segmenter::Impl::run_3d(const VolumeView& v, const double* boxes, int n, LabelsView labels, Trace* trace) {
+void Segmenter::Impl::run_3d(const VolumeView& v, const double* boxes, int n, LabelsView labels, Trace* trace,
+                             EmbeddingStore* store, Progress* progress) {
   if (!v.data || !boxes || !labels.data) throw InvalidInput("volume, boxes and labels must not be null.");
   if (v.d < 1 || v.h < 1 || v.w < 1) throw InvalidInput("the volume must be at least 1x1x1 voxels.");
   detail::check_label_count(n, labels.wide);
   check_boxes_3d(boxes, n, v.d, v.h, v.w);
+  if (store) store->impl().bind({v.d, v.h, v.w, 1});
+  detail::check_cancelled(progress);
   if (labels.wide)
-    segment(*this, v, boxes, n, static_cast<uint16_t*>(labels.data), trace);
+    segment(*this, v, boxes, n, static_cast<uint16_t*>(labels.data), trace, store, progress);
   else
-    segment(*this, v, boxes, n, static_cast<uint8_t*>(labels.data), trace);
+    segment(*this, v, boxes, n, static_cast<uint8_t*>(labels.data), trace, store, progress);
 }
 
 }  // namespace repmedsam

@@ -3,10 +3,12 @@
 The user package: numpy, OpenCV and the C++ OpenVINO runtime only; it never imports torch.
 """
 
-from .errors import InputError, ModelError
+from .errors import Cancelled, InputError, ModelError
 from .io import Case, load_case, save_segs
 from .segmenter import Segmenter
+from .session import Progress, Session
 
 __version__ = "0.1.0"
 
-__all__ = ["Case", "InputError", "ModelError", "Segmenter", "load_case", "save_segs", "__version__"]
+__all__ = ["Cancelled", "Case", "InputError", "ModelError", "Progress", "Segmenter", "Session", "load_case", "save_segs",
+           "__version__"]

@@ -25,14 +25,33 @@ def scale_box(box: list[float], height: int, width: int) -> list[int]:
 def mask_box(mask: npt.NDArray[np.uint8]) -> list[int] | None:
     """The 3D walk's next prompt from a uint8 (H, W) label slice, or None when its resize is empty."""
 
+class EmbeddingStore:
+    """Slice embeddings of one image or volume kept between segment calls (owned copies, LRU-bounded)."""
+
+    def __init__(self, max_slices: int) -> None: ...
+    @property
+    def encoded(self) -> int: ...
+
+class Progress:
+    """Progress of one segment call: decoder steps done; cancel() makes the call raise repmedsam_ov.Cancelled."""
+
+    def __init__(self) -> None: ...
+    def cancel(self) -> None: ...
+    @property
+    def cancelled(self) -> bool: ...
+    @property
+    def steps(self) -> int: ...
+
 class Segmenter:
     """Compiled Rep-MedSAM encoder and decoder. Raises repmedsam_ov.ModelError / InputError."""
 
     def __init__(self, model_dir: str, precision: str = "auto", threads: int = 0, streams: int = 0,
                  cache_dir: str = "", max_cached_slices: int = 256, decoder_batch: int = 8) -> None: ...
-    def segment_2d(self, image: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float64]) -> tuple[np.ndarray, dict]:
+    def segment_2d(self, image: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float64],
+                   store: EmbeddingStore | None = None, progress: Progress | None = None) -> tuple[np.ndarray, dict]:
         """uint8 (H, W[, 3]) C-contiguous image, (N, 4) boxes -> (labels (H, W) uint8|uint16, trace dict)."""
-    def segment_3d(self, volume: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float64]) -> tuple[np.ndarray, dict]:
+    def segment_3d(self, volume: npt.NDArray[np.uint8], boxes: npt.NDArray[np.float64],
+                   store: EmbeddingStore | None = None, progress: Progress | None = None) -> tuple[np.ndarray, dict]:
         """uint8 (D, H, W) C-contiguous volume, (N, 6) boxes -> (labels (D, H, W) uint8|uint16, trace dict)."""
     def describe(self) -> dict[str, str]:
         """Model folder, resolved precision, threading and the model's rt_info."""

@@ -1,6 +1,6 @@
 """Many machines: `infer`'s cases segmented by a pool of Ray actors (Ray Data), one `Segmenter` per actor.
 
-The driver builds the case list once with `infer`'s rules (`commands.infer.plan_cases`), reports the outputs that
+The driver builds the case list once with `infer`'s rules (`cases.plan_cases`), reports the outputs that
 already exist as skipped, and streams the other cases to an actor pool: one case per block and one task in flight
 per actor, so cases leave the driver only as actors free up (backpressure) and a dead actor takes only its own
 case down. Each actor compiles the model once and runs `infer`'s per-case step (`segment_case`): the same
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from .commands.infer import Outcome, plan_cases, segment_case
+from .cases import Outcome, plan_cases, segment_case
 from .errors import ModelError
 
 __all__ = ["INSTALL", "Outcome", "RayMissing", "quiet_console", "segment_files"]

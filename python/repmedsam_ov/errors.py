@@ -3,7 +3,7 @@
 Imports nothing heavy: the CLI maps these to exit code 1 and a one-line message.
 """
 
-__all__ = ["CommandFailed", "InputError", "ModelError", "UsageError"]
+__all__ = ["Cancelled", "CommandFailed", "InputError", "ModelError", "UsageError"]
 
 
 _MAX_MESSAGE = 600  # characters; a message quoting a hostile file's bytes is cut in the middle
@@ -28,6 +28,10 @@ class InputError(ValueError):
 
 class ModelError(RuntimeError):
     """A model folder or checkpoint that cannot be used (missing, corrupt, wrong type or version)."""
+
+
+class Cancelled(Exception):
+    """A segment call stopped by its `Progress.cancel()` (from another thread); its labels are incomplete."""
 
 
 class UsageError(Exception):

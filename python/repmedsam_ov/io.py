@@ -21,7 +21,7 @@ from .atomic import atomic_path
 from .errors import InputError
 from .limits import check_values
 
-__all__ = ["Case", "load_case", "validate_boxes", "save_segs", "segs_dtype"]
+__all__ = ["Case", "load_case", "load_segs", "validate_boxes", "save_segs", "segs_dtype"]
 
 _EXPECTED = "Expected 'imgs' (H,W,3 or H,W for 2D; D,H,W for 3D, uint8) and 'boxes' (N,4 or N,6)."
 
@@ -194,6 +194,25 @@ def validate_boxes(boxes: np.ndarray, image_shape: tuple, where: str = "") -> np
 def segs_dtype(n_boxes: int) -> type:
     """uint8 labels, or uint16 past 255 boxes."""
     return np.uint8 if n_boxes <= 255 else np.uint16
+
+
+def load_segs(path: str | os.PathLike, *, max_voxels: int | None = None) -> np.ndarray:
+    """The integer label map `segs` of an npz written by `save_segs` (or the challenge's), loaded with
+    allow_pickle=False and its header checked against `max_voxels` first. Raises InputError."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f, _open_npz(path, f) as npz:
+            if "segs" not in npz.keys():
+                raise InputError(f"{path}: missing key 'segs' (found: {', '.join(npz.keys()) or 'nothing'}).")
+            _check_member(path, npz.zip, "segs", max_voxels)
+            segs = npz["segs"]
+    except InputError:
+        raise
+    except (ValueError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError, OSError) as e:
+        raise InputError(f"{path}: cannot read the label map ({type(e).__name__}: {e}).") from None
+    if segs.dtype.kind not in "iu":
+        raise InputError(f"{path}: 'segs' has dtype {segs.dtype}, expected integer labels.")
+    return segs
 
 
 def save_segs(path: str | os.PathLike, segs: np.ndarray) -> None:

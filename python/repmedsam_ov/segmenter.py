@@ -107,12 +107,9 @@ class Segmenter:
             labels (H, W): 0 background, i + 1 where box i's mask is (later boxes overwrite earlier ones);
             uint8, or uint16 past 255 boxes. With return_trace, `(labels, Trace)`.
         """
-        image = _image(image, "image")
-        if image.ndim == 3 and image.shape[2] != 3 or image.ndim not in (2, 3):
-            raise InputError(f"image has shape {image.shape}, expected (H, W, 3) or (H, W) uint8.")
-        boxes = _boxes(boxes, image.shape, 4, "segment_2d", "(N, 4) [x_min, y_min, x_max, y_max]")
-        labels, trace = self._core.segment_2d(np.ascontiguousarray(image), np.ascontiguousarray(boxes, np.float64))
-        return (labels, _trace(trace)) if return_trace else labels
+        image = checked_image(image)
+        labels, trace = self._core.segment_2d(np.ascontiguousarray(image), checked_boxes_2d(boxes, image.shape))
+        return (labels, trace_of(trace)) if return_trace else labels
 
     def segment_3d(self, volume: np.ndarray, boxes: np.ndarray, *, return_trace: bool = False):
         """Segment one 3D volume slice by slice, propagating each object's mask from its middle slice.
@@ -126,21 +123,23 @@ class Segmenter:
             labels (D, H, W): 0 background, i + 1 for object i (later objects overwrite earlier ones); uint8,
             or uint16 past 255 boxes. With return_trace, `(labels, Trace)`.
         """
-        volume = _image(volume, "volume")
-        if volume.ndim != 3:
-            raise InputError(f"volume has shape {volume.shape}, expected (D, H, W) uint8.")
-        boxes = _boxes(boxes, volume.shape, 6, "segment_3d", "(N, 6) [x_min, y_min, z_min, x_max, y_max, z_max]")
-        z = boxes[:, [2, 5]]
-        bad = np.flatnonzero(np.any(z != np.floor(z), axis=1))
-        if bad.size:
-            raise InputError(f"boxes[{bad[0]}] = {boxes[bad[0]].tolist()}: z_min and z_max must be whole slice indices.")
-        labels, trace = self._core.segment_3d(np.ascontiguousarray(volume), np.ascontiguousarray(boxes, np.float64))
-        return (labels, _trace(trace)) if return_trace else labels
+        volume = checked_volume(volume)
+        labels, trace = self._core.segment_3d(np.ascontiguousarray(volume), checked_boxes_3d(boxes, volume.shape))
+        return (labels, trace_of(trace)) if return_trace else labels
 
     def segment(self, case: Case, *, return_trace: bool = False):
         """Segment a validated case from `io.load_case`: 2D or 3D by the shape of its boxes."""
         method = self.segment_3d if case.is_3d else self.segment_2d
         return method(case.imgs, case.boxes, return_trace=return_trace)
+
+    def session(self, *, image: np.ndarray | None = None, volume: np.ndarray | None = None,
+                max_cached_slices: int = 64):
+        """Hold one image or volume open for interactive use (SAM's `set_image`): a `Session` whose calls encode
+        each slice once and then only run the decoder. Give `image` (as segment_2d) or `volume` (as
+        segment_3d); the pixels are copied. max_cached_slices: embeddings kept (4 MiB each)."""
+        from .session import Session
+
+        return Session(self, image=image, volume=volume, max_cached_slices=max_cached_slices)
 
 
 def _count(name: str, value) -> int:
@@ -150,6 +149,38 @@ def _count(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InputError(f"{name} must be a positive integer or None, got {value!r}.")
     return int(value)
+
+
+def checked_image(image) -> np.ndarray:
+    """`image` as segment_2d takes it (uint8 (H, W, 3) or (H, W)), else InputError."""
+    image = _image(image, "image")
+    if image.ndim == 3 and image.shape[2] != 3 or image.ndim not in (2, 3):
+        raise InputError(f"image has shape {image.shape}, expected (H, W, 3) or (H, W) uint8.")
+    return image
+
+
+def checked_volume(volume) -> np.ndarray:
+    """`volume` as segment_3d takes it (uint8 (D, H, W)), else InputError."""
+    volume = _image(volume, "volume")
+    if volume.ndim != 3:
+        raise InputError(f"volume has shape {volume.shape}, expected (D, H, W) uint8.")
+    return volume
+
+
+def checked_boxes_2d(boxes, shape: tuple) -> np.ndarray:
+    """Validated (N, 4) boxes for an image of `shape`, as C-contiguous float64 for `_core`."""
+    boxes = _boxes(boxes, shape, 4, "segment_2d", "(N, 4) [x_min, y_min, x_max, y_max]")
+    return np.ascontiguousarray(boxes, np.float64)
+
+
+def checked_boxes_3d(boxes, shape: tuple) -> np.ndarray:
+    """Validated (N, 6) boxes with whole z for a volume of `shape`, as C-contiguous float64 for `_core`."""
+    boxes = _boxes(boxes, shape, 6, "segment_3d", "(N, 6) [x_min, y_min, z_min, x_max, y_max, z_max]")
+    z = boxes[:, [2, 5]]
+    bad = np.flatnonzero(np.any(z != np.floor(z), axis=1))
+    if bad.size:
+        raise InputError(f"boxes[{bad[0]}] = {boxes[bad[0]].tolist()}: z_min and z_max must be whole slice indices.")
+    return np.ascontiguousarray(boxes, np.float64)
 
 
 def _image(array, name: str) -> np.ndarray:
@@ -172,7 +203,8 @@ def _boxes(boxes, shape: tuple, columns: int, method: str, layout: str) -> np.nd
     return boxes
 
 
-def _trace(raw: dict) -> Trace:
+def trace_of(raw: dict) -> Trace:
+    """The `Trace` of a `_core` call's trace dict."""
     return Trace(decoder_boxes=[[tuple(b) for b in obj] for obj in raw["decoder_boxes"]],
                  encoder_runs=int(raw["encoder_runs"]), decoder_calls=int(raw["decoder_calls"]),
                  seconds=dict(raw["seconds"]))

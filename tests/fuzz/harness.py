@@ -253,7 +253,7 @@ def run_batch_subprocess(cases: list[Hostile], root: Path, model: Path, timeout:
     else:
         done, skipped, failed = map(int, re.findall(r"\d+", summary[-1]))
         stats.update(done=done, failed=failed)
-        from repmedsam_ov.commands.infer import collect_inputs
+        from repmedsam_ov.cases import collect_inputs
 
         expected = len(collect_inputs(argv))  # a folder that is not a DICOM series expands to its files
         if done + skipped + failed != expected:

@@ -2,7 +2,7 @@
 that lets test_cluster.py take a worker process down in the middle of a case, to test `--ray`'s failure semantics.
 Nothing of it is in the package.
 
-`install` wraps `commands.infer._segment_one` in every worker process. At each case it reads the JSON file
+`install` wraps `cases._segment_one` (the per-case step) in every worker process. At each case it reads the JSON file
 named by $REPMEDSAM_TEST_KILL, {"once": [file names], "always": [file names], "sleep": seconds, "log": path}: a
 case named in "always" ends its process with `os._exit(1)` at every attempt, one in "once" at its first attempt
 only; every case first sleeps "sleep" seconds (default 0). Each start (with the Ray node's id), kill and finished
@@ -23,9 +23,9 @@ def _note(plan: dict, line: str) -> None:
 
 
 def install() -> None:
-    from repmedsam_ov.commands import infer
+    from repmedsam_ov import cases
 
-    original = infer._segment_one
+    original = cases._segment_one
 
     def segment_one(path, target, segment, options):
         control = os.environ.get("REPMEDSAM_TEST_KILL", "")
@@ -45,4 +45,4 @@ def install() -> None:
             _note(plan, f"done {Path(path).name}")
         return result
 
-    infer._segment_one = segment_one
+    cases._segment_one = segment_one

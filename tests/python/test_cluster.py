@@ -182,8 +182,14 @@ def test_interrupted_run_resumes(ray_control, plain_run, toy_args, tmp_path):
     def stop(outcome):
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        segment_files([inputs], out, on_case=stop, **options)
+    # each case at least 0.5 s (the workers' hook): the case in flight when the driver stops cannot also end in
+    # the tenth of a second the driver takes to shut down (toy cases take 0.1 s, so it sometimes did)
+    ray_control.write_text(json.dumps({"sleep": 0.5, "log": str(tmp_path / "hook.log")}))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            segment_files([inputs], out, on_case=stop, **options)
+    finally:
+        ray_control.unlink()
     assert 1 <= len(_files(out)) < len(names)  # the case reported, perhaps the one then in flight
     statuses = [o.status for o in segment_files([inputs], out, **options)]
     assert len(statuses) == len(names) and set(statuses) == {"skipped", "done"}

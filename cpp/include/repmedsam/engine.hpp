@@ -6,12 +6,18 @@
 //   seg.segment_2d({image, h, w, 3}, boxes_xyxy, n, {labels.data(), false});
 //   seg.segment_3d({volume, d, h, w}, boxes_xyzxyz, n, {labels3d.data(), false});
 //
+//   // Interactive use: one image (or volume) segmented again and again; its slices are encoded once.
+//   repmedsam::EmbeddingStore store(64);
+//   repmedsam::Progress progress;                 // another thread may read steps() or call cancel()
+//   seg.segment_3d({volume, d, h, w}, box, 1, {labels3d.data(), false}, nullptr, &store, &progress);
+//
 // The model folder holds encoder.xml/.bin and decoder.xml/.bin (optionally encoder_int8.xml/.bin) with
 // rt_info "model_info" metadata; it is validated and compiled once. Calls on one Segmenter serialise (one
 // runs at a time, using all the threads it was given); they may come from any thread. The reference
 // semantics reproduced here are those of ARCHITECTURE.md §2.
 #pragma once
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -54,6 +60,41 @@ struct Trace {
          postprocess_seconds = 0, wall_seconds = 0;
 };
 
+// Slice embeddings of one image or volume kept between calls (interactive use): the first call that needs a
+// slice encodes it, later calls on that slice only run the decoder. Owned copies, at most `max_slices` of them
+// (4 MiB each; the least recently used is dropped and encoded again when needed, with the same result).
+// A store belongs to the image of its first call: a call with another size or kind throws InvalidInput; the
+// caller must not change the pixels. Safe to share between threads.
+class EmbeddingStore {
+ public:
+  explicit EmbeddingStore(int max_slices);
+  ~EmbeddingStore();
+  EmbeddingStore(const EmbeddingStore&) = delete;
+  EmbeddingStore& operator=(const EmbeddingStore&) = delete;
+  int encoded() const;  // slices encoded so far, by all calls, re-encodes after eviction included
+
+  struct Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Progress of one call, for other threads: steps() counts decoder runs done (2D: boxes; 3D: slices of all
+// walks); cancel() makes the call stop before its next step and throw Cancelled (its labels are then
+// incomplete). A Progress cancelled before its call starts stops it at once.
+class Progress {
+ public:
+  void cancel() { cancelled_ = true; }
+  bool cancelled() const { return cancelled_; }
+  int steps() const { return steps_; }
+  void add_steps(int k) { steps_ += k; }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+  std::atomic<int> steps_{0};
+};
+
 class Segmenter {
  public:
   // Opens and validates model_dir, compiles encoder and decoder for the CPU. Throws ModelError (folder
@@ -65,11 +106,14 @@ class Segmenter {
 
   // boxes: n x 4 [x_min, y_min, x_max, y_max] pixel coordinates of the image (x to the right, y down),
   // 0 <= min <= max <= w (or h). Label i+1 marks box i's mask; later boxes overwrite earlier ones.
-  void segment_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace = nullptr);
+  // store and progress are optional (see EmbeddingStore and Progress).
+  void segment_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace = nullptr,
+                  EmbeddingStore* store = nullptr, Progress* progress = nullptr);
 
   // boxes: n x 6 [x_min, y_min, z_min, x_max, y_max, z_max], x/y in pixels of a slice as above, z slice
   // indices with 0 <= z_min <= z_max < d (z_max inclusive, integral).
-  void segment_3d(const VolumeView& volume, const double* boxes, int n, LabelsView labels, Trace* trace = nullptr);
+  void segment_3d(const VolumeView& volume, const double* boxes, int n, LabelsView labels, Trace* trace = nullptr,
+                  EmbeddingStore* store = nullptr, Progress* progress = nullptr);
 
   // Facts for users and logs: model_dir, precision (resolved), threads, streams, and the model's rt_info.
   std::map<std::string, std::string> describe() const;

@@ -57,7 +57,7 @@ def run(args) -> int:
     from ..bench import machine_facts, run_bench, synthetic_volume
     from ..engines import ENGINES, make_engine
     from ..io import load_case
-    from .infer import collect_cases
+    from ..cases import collect_cases
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = [e for e in engines if e not in ENGINES]
