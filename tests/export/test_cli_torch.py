@@ -55,9 +55,17 @@ def test_missing_input_file(tmp_path, capsys):
     assert "missing.npz: no such file" in capsys.readouterr().err
 
 
-def test_torch_backend_without_checkpoint_is_a_usage_error(cases, tmp_path, capsys):
-    assert main(["infer", str(cases), "-o", str(tmp_path / "o"), "--backend", "torch"]) == 2
-    assert "--backend torch needs --checkpoint" in capsys.readouterr().err
+def test_torch_backend_without_checkpoint_runs_the_bundled_model_s_own(cases, tmp_path, capsys):
+    from repmedsam_ov.bundled import bundled_model_dir, torch_checkpoint
+
+    good = str(cases / "2DBox_good.npz")
+    own = torch_checkpoint(bundled_model_dir())  # model.json's, in the repository
+    assert main(["infer", good, "-o", str(tmp_path / "a"), "--backend", "torch"]) == 0
+    assert main(["infer", good, "-o", str(tmp_path / "b"), "--backend", "torch", "--checkpoint", str(own)]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "a" / "2DBox_good.npz")["segs"],
+                                  np.load(tmp_path / "b" / "2DBox_good.npz")["segs"])
+    assert main(["infer", good, "-o", str(tmp_path / "c"), "--backend", "torch", "-m", "litemedsam"]) == 1
+    assert "names no torch checkpoint; pass --checkpoint" in capsys.readouterr().err
 
 
 def test_bad_checkpoint(cases, tmp_path, capsys):
