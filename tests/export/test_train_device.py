@@ -142,7 +142,9 @@ def test_the_bundled_pipeline_stage_starts_on_a_bare_machine_and_resumes(tmp_pat
     (cache / "train" / "data-cache.npz").write_bytes(train_cache.read_bytes())
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"),
            "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
-    argv = ["bash", str(REPO / "export" / "train_bundled.sh"), "pipeline", "-b", "1", "--max-steps", "1", "-t", "1"]
+    # --val-cases 1: the run scores its starting model on one case of the validation split (a 2D image), not 21
+    argv = ["bash", str(REPO / "export" / "train_bundled.sh"), "pipeline", "-b", "1", "--max-steps", "1", "-t", "1",
+            "--val-cases", "1"]
     for expected_step in (1, 2):
         run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stderr[-2000:] + run.stdout[-2000:]
@@ -150,6 +152,8 @@ def test_the_bundled_pipeline_stage_starts_on_a_bare_machine_and_resumes(tmp_pat
         assert summary["step"] == expected_step and summary["state"] == str(cache / "train" / "pipeline")
     steps = [json.loads(line) for line in (cache / "train" / "pipeline" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in steps if r["event"] == "step"] == [1, 2]
+    assert [r["val"]["cases"] for r in steps if r["event"] == "start"] == [1]  # scored once, before step 1
+    assert (cache / "train" / "val" / "imgs").is_dir()  # the split, made on the bare machine
     assert all(np.isfinite(r["dice"]) for r in steps if r["event"] == "step")
 
 
