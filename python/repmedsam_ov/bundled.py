@@ -5,6 +5,7 @@ the default. Standard library only (no OpenVINO, no torch).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -16,8 +17,9 @@ __all__ = ["DEFAULT_MODEL", "bundled_models", "bundled_model_dir", "model_card",
 
 MODELS = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "rep_medsam"
-# a source checkout (editable install, or running from the repository): where model.json's torch_checkpoint lives
-_REPOSITORY = Path(__file__).resolve().parents[2]
+# a source checkout (an editable install): where model.json's torch_checkpoint lives; else the working directory
+# (or one above it) when it is a clone
+_PACKAGE_CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def bundled_models() -> dict[str, Path]:
@@ -74,9 +76,21 @@ def torch_checkpoint(folder: str | os.PathLike) -> Path:
     entry = card.get("torch_checkpoint")
     if not entry:
         raise ModelError(f"{folder}: its model.json names no torch checkpoint; pass --checkpoint CKPT.pth.")
-    path = _REPOSITORY / entry["path"]
-    if not path.is_file():
+    roots = [_PACKAGE_CHECKOUT, *(d for d in (Path.cwd(), *Path.cwd().parents) if (d / "pyproject.toml").is_file())]
+    found = next((root / entry["path"] for root in roots if (root / entry["path"]).is_file()), None)
+    if found is None:
         raise ModelError(f"{card.get('name', folder)}'s torch checkpoint {entry['path']} (sha256 "
-                         f"{entry['sha256'][:12]}…) is in the repository, not in this installation: pass "
-                         "--checkpoint with a copy of it (from a clone of the repository).")
-    return path
+                         f"{entry['sha256'][:12]}…) is in the repository, not in this installation: run from a "
+                         "clone of the repository or pass --checkpoint with a copy of it.")
+    if _sha256(found) != entry["sha256"]:
+        raise ModelError(f"{found}: not the checkpoint {card.get('name', folder)} was exported from (sha256 "
+                         f"expected {entry['sha256'][:12]}…, a clone at another version?); pass --checkpoint.")
+    return found
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

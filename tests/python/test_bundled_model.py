@@ -36,7 +36,7 @@ def test_the_runtime_opens_each_by_name_and_info_lists_them(name, model_type, ca
 
 def test_rep_medsam_is_the_default_and_litemedsam_one_flag_away(tmp_path, capsys):
     assert bundled_model_dir() == bundled_model_dir("rep_medsam") == Segmenter(precision="f32").model_dir
-    case = sorted((bundled.MODELS.parents[2] / "examples" / "imgs").glob("*2D*.npz"))[0]
+    case = sorted((Path(__file__).parents[2] / "examples" / "imgs").glob("*2D*.npz"))[0]
     for flag, expected in ((None, "rep_medsam"), ("litemedsam", "litemedsam")):
         out = tmp_path / (flag or "default")
         assert main(["infer", str(case), "-o", str(out), "-q", "--precision", "f32"] + (["-m", flag] if flag else [])) == 0
@@ -72,3 +72,24 @@ def test_it_computes_the_published_litemedsam():
     logits = out["low_res_logits"].reshape(3, 256, 256)[:, ::4, ::4]
     assert ((logits > 0) == (golden["real_logits"] > 0)).mean() >= 0.999
     assert np.abs(out["iou"].reshape(-1) - golden["real_iou"]).max() < 0.01
+
+
+def test_a_wheel_install_finds_the_torch_checkpoint_in_the_clone_it_runs_from(tmp_path, monkeypatch):
+    """Wheels leave the checkpoint out: an installed package finds it in the clone of the working directory, and a
+    file of the same name with other bytes (another version's clone) is refused by its sha256."""
+    folder = bundled_model_dir("rep_medsam")
+    clone = Path(__file__).parents[2]
+    entry = bundled.model_card(folder)["torch_checkpoint"]
+    monkeypatch.setattr(bundled, "_PACKAGE_CHECKOUT", tmp_path / "site-packages")
+    monkeypatch.chdir(clone / "tests")
+    assert bundled.torch_checkpoint(folder) == clone / entry["path"]
+    other = tmp_path / "other-clone"
+    (other / entry["path"]).parent.mkdir(parents=True)
+    (other / "pyproject.toml").write_text("")
+    (other / entry["path"]).write_bytes(b"not the checkpoint")
+    monkeypatch.chdir(other)
+    with pytest.raises(ModelError, match="not the checkpoint Rep-MedSAM was exported from"):
+        bundled.torch_checkpoint(folder)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match="run from a clone of the repository or pass --checkpoint"):
+        bundled.torch_checkpoint(folder)
