@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from repmedsam_ov.bench import synthetic_volume
 from repmedsam_ov.cli import main
@@ -54,3 +55,33 @@ def test_synthetic_volume_is_deterministic_and_boxed():
     assert a.imgs.shape == (24, 64, 64) and a.imgs.dtype == np.uint8 and a.boxes.shape == (3, 6)
     for x0, y0, z0, x1, y1, z1 in a.boxes:
         assert 0 <= x0 <= x1 < 64 and 0 <= y0 <= y1 < 64 and 0 <= z0 <= z1 < 24
+
+
+def test_gts_scores_each_engine_against_ground_truth(tmp_path, capsys):
+    """box-fill's masks against a ground truth made from them: label 1 whole (DSC 1), label 2 cut to its top rows
+    (DSC 2·kept/(box + kept)); a case without a label file stops the run before any engine runs."""
+    from repmedsam_ov.reference import box_fill
+
+    rng = np.random.default_rng(3)
+    boxes = np.array([[4, 4, 20, 16], [24, 10, 44, 30]])
+    np.savez(tmp_path / "2DBox_Test_scored.npz", imgs=rng.integers(0, 255, (40, 50, 3), dtype=np.uint8), boxes=boxes)
+    filled = box_fill((40, 50, 3), boxes, False)
+    gts = filled.copy()
+    rows_of_2 = np.flatnonzero((filled == 2).any(axis=1))
+    bottom = rows_of_2[len(rows_of_2) // 2:]
+    gts[bottom] = np.where(gts[bottom] == 2, 0, gts[bottom])
+    (tmp_path / "gts").mkdir()
+    np.savez(tmp_path / "gts" / "2DBox_Test_scored.npz", gts=gts)
+    out = tmp_path / "bench.jsonl"
+    assert main(["bench", str(tmp_path / "2DBox_Test_scored.npz"), "--engines", "box-fill", "--gts",
+                 str(tmp_path / "gts"), "--json", str(out), "-q"]) == 0
+    row = json.loads(out.read_text())
+    box, kept = int((filled == 2).sum()), int((gts == 2).sum())
+    assert 0 < kept < box
+    assert row["gt_dsc"] == pytest.approx((1 + 2 * kept / (box + kept)) / 2)
+    assert "against ground truth" in capsys.readouterr().out
+
+    np.savez(tmp_path / "2DBox_Test_unlabelled.npz", imgs=rng.integers(0, 255, (40, 50, 3), dtype=np.uint8), boxes=boxes)
+    assert main(["bench", str(tmp_path / "2DBox_Test_unlabelled.npz"), "--engines", "box-fill", "--gts",
+                 str(tmp_path / "gts")]) != 0
+    assert "no ground truth for 2DBox_Test_unlabelled" in capsys.readouterr().err

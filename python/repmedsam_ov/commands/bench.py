@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from ..engines import ENGINES
+from ..errors import InputError, UsageError
 from ..metrics import label_agreement
+from .evaluate import modality_of, score_against
 from ._args import positive_int
 
 log = logging.getLogger("repmedsam_ov")
@@ -23,13 +25,15 @@ def register(sub) -> None:
                                    "and label Dice against the reference engine.")
     p.add_argument("cases", nargs="*", metavar="CASE", help=".npz cases or folders of them")
     p.add_argument("--engines", default="runtime-bf16,ov-python,torch",
-                   help="comma-separated: runtime-f32, runtime-bf16, runtime-int8, litemedsam-f32, litemedsam-bf16, "
-                        "ov-python, ov-python-f32, torch, box-fill")
+                   help=f"comma-separated: {', '.join(ENGINES)}")
     p.add_argument("-m", "--model", metavar="DIR", help="model folder (default: bundled, or exported from --checkpoint)")
     p.add_argument("--checkpoint", metavar="CKPT", help="checkpoint for the torch engine (and to export if no --model)")
     p.add_argument("--litemedsam", metavar="DIR", type=Path,
                    help="LiteMedSAM model folder for the litemedsam-* engines (default: the one exported into the "
                         "cache next to `train get-teacher`'s checkpoint)")
+    p.add_argument("--gts", metavar="DIR", type=Path,
+                   help="also score each engine's masks against ground truth: DIR/<case>.npz holding 'gts' (and "
+                        "'spacing' for 3D), as `evaluate` reads them")
     p.add_argument("--synthetic", action="store_true", help="add the 300x512x512, 6-object synthetic scale case")
     p.add_argument("--repeats", type=positive_int, default=1, metavar="N", help="runs per case and engine (median)")
     p.add_argument("-t", "--threads", type=positive_int, metavar="N", help="inference threads (default: all cores)")
@@ -55,7 +59,7 @@ def _work(case) -> tuple[int, int]:
 
 def run(args) -> int:
     from ..bench import machine_facts, run_bench, synthetic_volume
-    from ..engines import ENGINES, make_engine
+    from ..engines import make_engine
     from ..io import load_case
     from ..cases import collect_cases
 
@@ -75,6 +79,11 @@ def run(args) -> int:
         cases.append((synthetic.path.name, synthetic))
     if not cases:
         raise UsageError("give CASE files or folders, or --synthetic.")
+    if args.gts is not None:
+        missing = [name for name, _ in cases if not (args.gts / f"{name}.npz").is_file()]
+        if missing:  # before any engine runs: an hour of timing must not end on a missing label file
+            raise InputError(f"{args.gts}: no ground truth for {', '.join(missing[:5])}"
+                             f"{' …' if len(missing) > 5 else ''} (--gts DIR needs DIR/<case>.npz for every case).")
 
     model_dir = Path(args.model) if args.model else None
     if model_dir is None and args.checkpoint and any(e != "torch" for e in engines):
@@ -90,7 +99,9 @@ def run(args) -> int:
     facts = machine_facts(args.threads)
     print(f"\n{facts['cpu']} | {facts['cores']} cores, {facts['threads']} threads | OpenVINO {facts['openvino']} "
           f"| repmedsam-ov {facts['version']}, commit {facts['commit']} | Dice against {reference}")
-    header = f"{'case':<44} {'engine':<14} {'s':>8} {'x torch':>8} {'slices/s':>8} {'ms/box':>7} {'RSS MB':>7} {'Dice':>7}"
+    header = f"{'case':<44} {'engine':<16} {'s':>8} {'x torch':>8} {'slices/s':>8} {'ms/box':>7} {'RSS MB':>7} {'Dice':>7}"
+    if args.gts is not None:
+        header += f" {'GT DSC':>7} {'GT NSD':>7}"
     print(header)
     print("-" * len(header))
     totals = {e: 0.0 for e in engines}
@@ -108,13 +119,20 @@ def run(args) -> int:
                    "peak_rss_mb": m.peak_rss_mb, "dice_vs_reference": dice, "reference": reference,
                    "slices": slices, "boxes": boxes, "precision": precisions[engine],
                    "stage_seconds": m.stage_seconds} | facts
+            scored = ""
+            if args.gts is not None:
+                scores = score_against(args.gts / f"{name}.npz", m.segs, what=f"{engine}'s masks of {name}")
+                row |= {"gt_dsc": scores.dsc, "gt_nsd": scores.nsd}
+                scored = f" {scores.dsc:>7.4f} {scores.nsd:>7.4f}"
             lines.append(row)
-            print(f"{name[:44]:<44} {engine:<14} {m.seconds:>8.2f} {speedup:>8.2f} {row['slices_per_s']:>8.2f} "
-                  f"{row['ms_per_box']:>7.1f} {m.peak_rss_mb:>7.0f} {dice:>7.4f}")
+            print(f"{name[:44]:<44} {engine:<16} {m.seconds:>8.2f} {speedup:>8.2f} {row['slices_per_s']:>8.2f} "
+                  f"{row['ms_per_box']:>7.1f} {m.peak_rss_mb:>7.0f} {dice:>7.4f}{scored}")
     print("-" * len(header))
     for engine in engines:
         speedup = totals["torch"] / totals[engine] if "torch" in engines else float("nan")
-        print(f"{'TOTAL':<44} {engine:<14} {totals[engine]:>8.2f} {speedup:>8.2f}")
+        print(f"{'TOTAL':<44} {engine:<16} {totals[engine]:>8.2f} {speedup:>8.2f}")
+    if args.gts is not None:
+        _print_ground_truth_summary(lines, engines)
     if args.profile:
         _print_profile(results)
     if args.json:
@@ -122,6 +140,19 @@ def run(args) -> int:
             for row in lines:
                 f.write(json.dumps(row) + "\n")
     return 0
+
+
+def _print_ground_truth_summary(rows: list[dict], engines: list[str]) -> None:
+    """Per engine, mean DSC and NSD against ground truth by modality (the challenge's file-name field) and over
+    all cases."""
+    print("\nagainst ground truth (mean DSC / NSD)")
+    modalities = sorted({modality_of(r["case"]) for r in rows})
+    print(f"{'engine':<24}" + "".join(f" {m[:15]:>15}" for m in modalities) + f" {'all cases':>15}")
+    for engine in engines:
+        mine = [r for r in rows if r["engine"] == engine]
+        cells = [[r for r in mine if modality_of(r["case"]) == m] for m in modalities] + [mine]
+        print(f"{engine:<24}" + "".join(f" {np.mean([r['gt_dsc'] for r in c]):>7.4f}/{np.mean([r['gt_nsd'] for r in c]):<7.4f}"
+                                       for c in cells))
 
 
 def _precision(engine) -> str:
@@ -137,11 +168,11 @@ def _print_profile(results) -> None:
         return
     stages = ("preprocess", "encoder", "prompt", "decoder", "postprocess")
     print("\nwhere the runtime's time went (seconds summed over worker threads; wall = the call's elapsed time)")
-    header = f"{'case':<44} {'engine':<14} {'wall':>7}" + "".join(f" {s:>11}" for s in stages)
+    header = f"{'case':<44} {'engine':<16} {'wall':>7}" + "".join(f" {s:>11}" for s in stages)
     print(header)
     print("-" * len(header))
     for m in rows:
         busy = sum(m.stage_seconds.get(s, 0.0) for s in stages) or 1.0
         cells = "".join(f" {m.stage_seconds.get(s, 0.0):>6.1f} {100 * m.stage_seconds.get(s, 0.0) / busy:>3.0f}%"
                         for s in stages)
-        print(f"{m.case[:44]:<44} {m.engine:<14} {m.stage_seconds.get('wall', 0.0):>7.2f}{cells}")
+        print(f"{m.case[:44]:<44} {m.engine:<16} {m.stage_seconds.get('wall', 0.0):>7.2f}{cells}")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..metrics import evaluate_case
+from ..metrics import CaseMetrics, evaluate_case
 
 log = logging.getLogger("repmedsam_ov")
 
@@ -85,28 +85,39 @@ def run(args) -> int:
 
 def score_file(name: str, segs_dir: Path, gts_dir: Path, imgs_dir: Path | None = None) -> Row:
     """Score the case `name` found in both folders; every problem becomes `Row.error`, never an exception."""
-    match = _NAME.match(name)
-    row = Row(name, match.group(1) if match else "other")
+    row = Row(name, modality_of(name))
     gt_path, seg_path = gts_dir / name, segs_dir / name
     try:
-        gts, spacing = _read(gt_path, "gts")
         segs, _ = _read(seg_path, "segs")
-        if gts.shape != segs.shape:
-            raise InputError(f"{seg_path}: 'segs' has shape {segs.shape} but {gt_path}: 'gts' has shape "
-                             f"{gts.shape}; a prediction must have its ground truth's shape.")
-        if gts.ndim == 3 and imgs_dir is not None:
-            spacing = _read(imgs_dir / name, "spacing")[0]
-        if gts.ndim == 3 and spacing is None:
-            raise InputError(f"{gt_path}: no 'spacing' for this 3D case; pass --imgs DIR (image files that hold it).")
-        try:
-            scores = evaluate_case(gts, segs, spacing if gts.ndim == 3 else None)
-        except InputError as e:
-            raise InputError(f"{gt_path}: {e}") from None
+        spacing = _read(imgs_dir / name, "spacing")[0] if imgs_dir is not None and segs.ndim == 3 else None
+        scores = score_against(gt_path, segs, spacing, what=f"{seg_path}: 'segs'")
     except InputError as e:
         row.error = str(e)
         return row
     row.dsc, row.nsd = scores.dsc, scores.nsd
     return row
+
+
+def modality_of(name: str) -> str:
+    """The modality field of a challenge file name (2DBox_<Modality>_...), else "other"."""
+    match = _NAME.match(name)
+    return match.group(1) if match else "other"
+
+
+def score_against(gt_path: Path, segs: np.ndarray, spacing=None, what: str = "the prediction") -> CaseMetrics:
+    """DSC and NSD of `segs` against the 'gts' of `gt_path`; 3D spacing from `spacing`, else the gts file's.
+    Raises InputError naming the files (`what` names the prediction)."""
+    gts, own_spacing = _read(gt_path, "gts")
+    if gts.shape != segs.shape:
+        raise InputError(f"{what} has shape {segs.shape} but {gt_path}: 'gts' has shape {gts.shape}; a "
+                         "prediction must have its ground truth's shape.")
+    spacing = own_spacing if spacing is None else spacing
+    if gts.ndim == 3 and spacing is None:
+        raise InputError(f"{gt_path}: no 'spacing' for this 3D case; pass --imgs DIR (image files that hold it).")
+    try:
+        return evaluate_case(gts, segs, spacing if gts.ndim == 3 else None)
+    except InputError as e:
+        raise InputError(f"{gt_path}: {e}") from None
 
 
 def _read(path: Path, key: str) -> tuple[np.ndarray, np.ndarray | None]:
