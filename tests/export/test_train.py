@@ -406,3 +406,16 @@ def test_sigterm_finishes_the_step_and_saves(tmp_path, cache):
     assert summary["stopped"] == "signal"
     saved = torch.load(state / "state.pt", weights_only=True)
     assert saved["step"] == summary["step"] >= 1
+
+
+def test_auto_precision_without_the_compiled_runtime_is_f32(monkeypatch, caplog):
+    """The device script runs a bare source tree (no compiled `_core` to probe the CPU with): auto trains in
+    f32 there and says why, instead of failing at import."""
+    import sys
+
+    from repmedsam_export.train.loop import resolve_precision
+
+    monkeypatch.setitem(sys.modules, "repmedsam_ov._core", None)  # import of it raises ImportError
+    assert resolve_precision("auto", torch.device("cpu")) == "f32"
+    assert "not importable here" in caplog.text
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"

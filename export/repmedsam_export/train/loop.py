@@ -59,8 +59,11 @@ def resolve_precision(name: str, device: torch.device) -> str:
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "f32"
-    from repmedsam_ov._core import native_bf16_units  # the runtime's own probe: one rule for both sides
-
+    try:
+        from repmedsam_ov._core import native_bf16_units  # the runtime's own probe: one rule for both sides
+    except ImportError:  # a bare source tree (the device script's copy) has no compiled runtime to probe with
+        log.warning("--precision auto: the compiled runtime is not importable here to probe the CPU; f32")
+        return "f32"
     return "bf16" if native_bf16_units() else "f32"
 
 
