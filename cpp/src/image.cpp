@@ -72,7 +72,11 @@ void segment(Segmenter::Impl& s, const ImageView& im, const double* boxes, int n
     for (int c; !stop && (c = next++) < chunks;) {
       detail::check_cancelled(progress);
       const int begin = c * batch, k = std::min(n - begin, batch);
-      clock.time(detail::StageClock::kDecoder, [&] { decoder.run(embedding->data(), &model_boxes[begin], k); });
+      auto run = [&] {
+        clock.time(detail::StageClock::kDecoder, [&] { decoder.run(embedding->data(), &model_boxes[begin], k); });
+      };
+      if (chunks == 1) run();  // alone on the CPU
+      else clock.in_slot(*s.slots, run);
       if (progress) progress->add_steps(k);
       clock.time(detail::StageClock::kPostprocess, [&] {
         for (int j = 0; j < k; ++j)

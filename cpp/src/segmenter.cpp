@@ -64,6 +64,7 @@ Segmenter::Segmenter(const std::string& model_dir, const Options& options) : imp
   s.decoder = detail::compile(s.core, folder.decoder, folder.decoder_path, from_path, s.decoder_settings,
                               folder.decoder_path);
   s.lanes.resize(static_cast<size_t>(s.streams) + 1);
+  s.slots = std::make_unique<detail::Slots>(s.streams);
   if (p == Precision::BF16For2D)  // 2D boxes decode in bf16 on requests of their own
     s.decoder_2d = detail::compile(s.core, folder.decoder, folder.decoder_path, from_path, s.image_decoder_settings,
                                    folder.decoder_path);
@@ -103,6 +104,12 @@ detail::EncoderRequest& Segmenter::Impl::image_encoder() {
 detail::DecoderRequest& Segmenter::Impl::image_decoder() {
   return whole_cpu(*this, lane_decoder_2d(0), image_decoder_request, image_decoder_model, folder.decoder,
                    folder.decoder_path, image_decoder_settings);
+}
+
+detail::DecoderRequest& Segmenter::Impl::whole_decoder_3d() {
+  if (decoder_settings.inference_precision == image_decoder_settings.inference_precision) return image_decoder();
+  return whole_cpu(*this, *lanes.front().decoder, whole_decoder_3d_request, whole_decoder_3d_model, folder.decoder,
+                   folder.decoder_path, decoder_settings);
 }
 
 detail::DecoderRequest& Segmenter::Impl::lane_decoder_2d(int lane) {
@@ -169,6 +176,7 @@ void StageClock::report(Trace& trace) const {
   trace.prompt_seconds = seconds(nanos_[kPrompt]);
   trace.decoder_seconds = seconds(nanos_[kDecoder]);
   trace.postprocess_seconds = seconds(nanos_[kPostprocess]);
+  trace.wait_seconds = seconds(nanos_[kWait]);
   trace.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }
 

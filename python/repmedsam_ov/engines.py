@@ -16,11 +16,19 @@ ENGINES = ("runtime-auto", "runtime-f32", "runtime-bf16", "runtime-bf16-encoder"
 
 
 class RuntimeEngine:
-    """The C++ runtime as an engine; keeps the last call's stage times (`Trace.seconds`) for profiles."""
+    """The C++ runtime as an engine; keeps the last call's stage times (`Trace.seconds`) and the networks' own
+    times for profiles."""
 
     def __init__(self, segmenter) -> None:
         self.segmenter = segmenter
         self.stage_seconds: dict[str, float] = {}
+        self._network_seconds: dict[str, float] | None = None
+
+    def network_seconds(self) -> dict[str, float]:
+        """The networks' own inference times (`Segmenter.network_seconds`), measured on the first call only."""
+        if self._network_seconds is None:
+            self._network_seconds = self.segmenter.network_seconds()
+        return self._network_seconds
 
     @property
     def precision(self) -> str:
@@ -53,16 +61,17 @@ def litemedsam_model_dir(folder: Path | None) -> Path:
 
 
 def make_engine(name: str, model_dir: Path | None, checkpoint: str | None, threads: int | None,
-                litemedsam_dir: Path | None = None):
+                litemedsam_dir: Path | None = None, streams: int | None = None):
     """name (one of ENGINES, or runtime-auto) -> a callable case -> segs, for the CLI (errors name its -m
-    option); model_dir None = the bundled model. Raises UsageError or ModelError."""
+    option); model_dir None = the bundled model; streams: the runtime's (None = auto). Raises UsageError or
+    ModelError."""
     if name == "box-fill":
         return box_fill_engine
     if name.startswith("litemedsam-"):
         from .segmenter import Segmenter
 
         folder = litemedsam_model_dir(litemedsam_dir)
-        return RuntimeEngine(Segmenter(folder, precision=name.split("-", 1)[1], threads=threads))
+        return RuntimeEngine(Segmenter(folder, precision=name.split("-", 1)[1], threads=threads, streams=streams))
     if name.startswith(("runtime-", "ov-python")):
         from .segmenter import resolve_model_dir
 
@@ -70,7 +79,7 @@ def make_engine(name: str, model_dir: Path | None, checkpoint: str | None, threa
     if name.startswith("runtime-"):
         from .segmenter import Segmenter
 
-        return RuntimeEngine(Segmenter(model_dir, precision=name.split("-", 1)[1], threads=threads))
+        return RuntimeEngine(Segmenter(model_dir, precision=name.split("-", 1)[1], threads=threads, streams=streams))
     if name.startswith("ov-python"):
         from .baseline import OVPythonLoop
 

@@ -28,8 +28,8 @@ struct Options {
   // 3D: most slice embeddings kept at once (4 MiB each). Evicted slices are re-encoded when needed again,
   // which gives the same result. 256 (1 GiB) keeps a 300x512x512 volume with 6 objects under 2 GB RSS.
   int max_cached_slices = 256;
-  // 2D: most boxes per decoder call. Memory grows with it (some 25 MB per box in flight at f32); the
-  // time per box hardly drops beyond 8.
+  // Most boxes per decoder call: 2D boxes, and 3D walk steps on the same slice. Memory grows with it (some
+  // 25 MB per box in flight at f32); the time per box hardly drops beyond 8. Results do not depend on it.
   int decoder_batch = 8;
 };
 
