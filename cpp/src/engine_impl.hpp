@@ -61,26 +61,28 @@ struct Segmenter::Impl {
   std::string model_dir;
   ov::Core core;
   detail::ModelFolder folder;  // the validated IR: paths, read models, rt_info (destroyed before core)
-  ov::CompiledModel encoder, decoder, decoder_2d;  // decoder_2d: bf16-2d's 2D decoder, else empty
+  // the encoder's; the 3D decoder's and the 2D decoder's (their precision may differ from the encoder's)
+  detail::CompileSettings settings, decoder_settings, image_decoder_settings;
+  bool compile_from_path = false;
+  // Networks are compiled on first use, each (network, precision, streams) once: start-up only pays for
+  // what its calls need (compiling takes ~0.3 s a network). 2D encodes one image, and decodes a lone box in
+  // one call: on a stream of a multi-stream compile that would leave threads idle, so 2D uses compiles for
+  // one stream with every thread (the same ones as the lanes' where there is one stream). Declared before
+  // the requests, so that they are destroyed first.
+  std::map<std::string, ov::CompiledModel> compiled;
+  ov::CompiledModel& compiled_model(bool encoder, detail::CompileSettings settings, int streams);
   std::vector<Lane> lanes;
   std::unique_ptr<detail::Slots> slots;  // one per stream: inferences in flight across both networks
   std::mutex call_mutex;  // calls serialise: each already uses every lane and thread
 
-  // 2D encodes one image, and decodes a lone box in one call: on a stream of a multi-stream compile that
-  // would leave threads idle, so 2D uses copies compiled for one stream with every thread, made on first use.
-  // the encoder's; the 3D decoder's and the 2D decoder's (their precision may differ from the encoder's)
-  detail::CompileSettings settings, decoder_settings, image_decoder_settings;
-  bool compile_from_path = false;
-  ov::CompiledModel image_encoder_model, image_decoder_model;
   std::unique_ptr<detail::EncoderRequest> image_encoder_request;
-  std::unique_ptr<detail::DecoderRequest> image_decoder_request;
+  std::unique_ptr<detail::DecoderRequest> image_decoder_request, whole_decoder_3d_request;
   detail::EncoderRequest& image_encoder();
   detail::DecoderRequest& image_decoder();
+  detail::DecoderRequest& whole_decoder_3d();  // the 3D decoder on one stream: only to time it
+  // Makes the lanes' requests (encoder and 3D decoder, or the 2D decoder) unless made; before lanes start.
+  void prepare_lanes(bool for_2d);
   detail::DecoderRequest& lane_decoder_2d(int lane);  // a lane's request for 2D box chunks
-  // The 3D decoder compiled for one stream with every thread: only to time it (time_networks).
-  ov::CompiledModel whole_decoder_3d_model;
-  std::unique_ptr<detail::DecoderRequest> whole_decoder_3d_request;
-  detail::DecoderRequest& whole_decoder_3d();
 
   void run_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace,
               EmbeddingStore* store, Progress* progress);

@@ -66,6 +66,7 @@ void segment(Segmenter::Impl& s, const ImageView& im, const double* boxes, int n
   constexpr int kLocks = 64;
   std::mutex row_locks[kLocks];
   const int workers = std::min<int>(static_cast<int>(s.lanes.size()), chunks);
+  if (chunks > 1) s.prepare_lanes(true);
   detail::run_workers(workers, [&](int lane_index) {
     // A single call (one box) gets every thread; several calls share the streams.
     detail::DecoderRequest& decoder = chunks == 1 ? s.image_decoder() : s.lane_decoder_2d(lane_index);

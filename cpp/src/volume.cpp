@@ -113,6 +113,7 @@ void segment(Segmenter::Impl& s, const VolumeView& v, const double* boxes, int n
   // Slices encoded ahead stay few, and leave the cache room for the slices in use.
   const int window = std::clamp(static_cast<int>(cache.capacity()) - workers - 1, 0, 2 * s.streams + 2);
   detail::WorkBoard board(plan, v.d, window);
+  s.prepare_lanes(false);
 
   auto embedding_of = [&](int z, Lane& lane) {
     std::chrono::nanoseconds waited{0};

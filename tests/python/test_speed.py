@@ -125,3 +125,25 @@ def test_batched_golden_walks_equal_one_box_a_call(golden_segmenter):
     assert [list(b) for b in batched[1].decoder_boxes[1]] == gold_trace
     assert np.array_equal(batched[0], single[0])
     assert label_dices(batched[0] == 2, gold == 1, 1)[0] >= 0.999  # label 2 is painted last, as the golden one
+
+
+def test_infer_caches_compiled_networks(toy_model_dir, tmp_path, monkeypatch):
+    """`infer` keeps compiled networks for the next run: in --cache-dir, else $REPMEDSAM_COMPILE_CACHE, else under
+    XDG_CACHE_HOME; "none" turns it off."""
+    from repmedsam_ov.engines import compile_cache
+
+    case = tmp_path / "2DBox_Test_cached.npz"
+    np.savez(case, imgs=np.zeros((30, 40, 3), np.uint8), boxes=np.array([[2, 2, 20, 20]]))
+    cache = tmp_path / "compiled"
+    args = ["infer", str(case), "-m", str(toy_model_dir), "--precision", "f32", "-q", "--overwrite"]
+    assert main(args + ["-o", str(tmp_path / "a"), "--cache-dir", str(cache)]) == 0
+    assert any(cache.iterdir())
+    assert main(args + ["-o", str(tmp_path / "b"), "--cache-dir", str(cache)]) == 0  # loaded from the cache
+    with np.load(tmp_path / "a" / case.name) as a, np.load(tmp_path / "b" / case.name) as b:
+        assert np.array_equal(a["segs"], b["segs"]) and a["segs"].any()
+    monkeypatch.delenv("REPMEDSAM_COMPILE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compile_cache() == str(tmp_path / "xdg" / "repmedsam-ov" / "openvino")
+    assert compile_cache("none") is None and compile_cache(str(cache)) == str(cache)
+    monkeypatch.setenv("REPMEDSAM_COMPILE_CACHE", "NONE")
+    assert compile_cache() is None
