@@ -1,5 +1,5 @@
 // 2D: one encoder run (or the embedding an EmbeddingStore kept), then the boxes in chunks on the dynamic-batch
-// decoder, spread over the lanes.
+// decoder: one after another with every thread, or (many chunks, several streams) spread over the lanes.
 #include <algorithm>
 #include <atomic>
 #include <cmath>

@@ -15,12 +15,15 @@ namespace repmedsam {
 
 namespace {
 
-// Two parallel inferences wherever there are two cores: walks of a 3D case (and 2D decoder chunks) keep
-// both busy, and two single-threaded streams beat one two-threaded stream for these small networks
-// (2-core AMX Xeon: CT case 61 s -> 44 s at f32, 31 s -> 16 s at bf16).
+// One inference at a time with every thread on up to two cores, measured with the batched 3D sweeps on a
+// quiet 2-vCPU AVX512-BF16 EPYC (benchmarks/README.md, issue 30): one 2-thread stream took 11.5 s for the
+// AMOS CT case where two 1-thread streams took 14.3 s (BraTS 6.9 vs 7.7 s), since each network runs ~25%
+// more efficiently on two threads than two copies on one each. (Beside another busy process two streams won
+// by 10-25%: they take a larger share of the CPU.) Past two cores, two streams as before: not measured with
+// this scheduler.
 int auto_streams(int threads) {
   const int cores = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
-  return cores >= 2 ? 2 : 1;
+  return cores > 2 ? 2 : 1;
 }
 
 }  // namespace

@@ -61,8 +61,9 @@ class Segmenter:
             reference), "bf16", "bf16-encoder" (bf16 image encoder, f32 mask decoder), "bf16-2d" (bf16 for 2D
             images, 3D walks as bf16-encoder) or "int8" (int8 encoder, f32 decoder).
         threads: inference threads in total; None = all physical cores.
-        streams: inferences run in parallel (threads are split between them); None = 2 where there are two
-            threads or more (3D walks and 2D box chunks run side by side; a 2D image is encoded with all threads).
+        streams: inferences run in parallel (threads are split between them); None = 1 up to two threads
+            (measured fastest there: each network runs more efficiently on both threads), else 2 (3D sweeps and
+            many-box images then decode side by side; a 2D image is encoded with all threads).
         cache_dir: OpenVINO compiled-model cache folder, so a second process starts fast; None = no cache.
         max_cached_slices: 3D embedding cache size in slices (4 MiB each). Evicted slices are encoded again
             when needed, with identical results; the default keeps a 300x512x512 volume under 2 GB.

@@ -21,8 +21,8 @@ std::string to_string(Precision p);
 struct Options {
   Precision precision = Precision::Auto;
   int threads = 0;  // inference threads in total; 0 = OpenVINO's default (all physical cores)
-  // Parallel inferences (OpenVINO streams; the threads are split between them); 0 = auto: 2 when there are
-  // at least 2 threads. A 2D image is always encoded by one stream with every thread.
+  // Parallel inferences (OpenVINO streams; the threads are split between them); 0 = auto: 1 up to 2 threads
+  // (measured fastest there), else 2. A 2D image is always encoded by one stream with every thread.
   int streams = 0;
   std::string cache_dir;  // OpenVINO compiled-model cache, so a second process starts fast; "" = off
   // 3D: most slice embeddings kept at once (4 MiB each). Evicted slices are re-encoded when needed again,
