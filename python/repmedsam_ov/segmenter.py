@@ -104,8 +104,8 @@ class Segmenter:
     def network_seconds(self, repeats: int = 5) -> dict[str, float]:
         """The networks' own speed here: median seconds of one inference with all this Segmenter's threads on one
         stream, after a warm-up. Keys: "encoder" (one image or slice); per box, "decoder_2d" / "decoder_3d" (one
-        box a call) and "decoder_2d_batched" / "decoder_3d_batched" (8 boxes a call). The floor of a case is
-        its slices x encoder + its boxes x the faster per-box decoder time (`bench --profile`)."""
+        box a call) and "decoder_2d_batched" / "decoder_3d_batched" (decoder_batch boxes a call). The floor of a
+        case is its slices x encoder + its boxes x the faster per-box decoder time (`bench --profile`)."""
         return dict(self._core.time_networks(_count("repeats", repeats)))
 
     def segment_2d(self, image: np.ndarray, boxes: np.ndarray, *, return_trace: bool = False):

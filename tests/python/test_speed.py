@@ -129,7 +129,9 @@ def test_batched_golden_walks_equal_one_box_a_call(golden_segmenter):
 
 def test_infer_caches_compiled_networks(toy_model_dir, tmp_path, monkeypatch):
     """`infer` keeps compiled networks for the next run: in --cache-dir, else $REPMEDSAM_COMPILE_CACHE, else under
-    XDG_CACHE_HOME; "none" turns it off."""
+    XDG_CACHE_HOME; "none" turns it off. (That OpenVINO fills the folder: test_runtime_api's cache test.)"""
+    from repmedsam_ov.cli import build_parser
+    from repmedsam_ov.commands.infer import make_backend
     from repmedsam_ov.engines import compile_cache
 
     case = tmp_path / "2DBox_Test_cached.npz"
@@ -137,10 +139,12 @@ def test_infer_caches_compiled_networks(toy_model_dir, tmp_path, monkeypatch):
     cache = tmp_path / "compiled"
     args = ["infer", str(case), "-m", str(toy_model_dir), "--precision", "f32", "-q", "--overwrite"]
     assert main(args + ["-o", str(tmp_path / "a"), "--cache-dir", str(cache)]) == 0
-    assert any(cache.iterdir())
     assert main(args + ["-o", str(tmp_path / "b"), "--cache-dir", str(cache)]) == 0  # loaded from the cache
     with np.load(tmp_path / "a" / case.name) as a, np.load(tmp_path / "b" / case.name) as b:
         assert np.array_equal(a["segs"], b["segs"]) and a["segs"].any()
+    for option, expected in ((["--cache-dir", str(cache)], str(cache)), (["--cache-dir", "none"], "")):
+        engine = make_backend(build_parser().parse_args(args + ["-o", str(tmp_path / "c")] + option))
+        assert engine.segmenter.info["cache_dir"] == expected
     monkeypatch.delenv("REPMEDSAM_COMPILE_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert compile_cache() == str(tmp_path / "xdg" / "repmedsam-ov" / "openvino")
