@@ -13,6 +13,8 @@ import pytest
 # workers sleep instead of spinning. On 2 cores beside a training job, spinning workers made each torch encoder
 # run of the reference pipeline 2x slower (3.5 s instead of 1.8 s); without load the difference is lost in noise.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# `infer` caches compiled networks in ~/.cache by default; tests that want the cache give --cache-dir.
+os.environ.setdefault("REPMEDSAM_COMPILE_CACHE", "none")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("REPMEDSAM_SHARED", REPO.parent / "shared"))

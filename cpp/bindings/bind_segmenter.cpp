@@ -61,6 +61,7 @@ py::dict trace_dict(const Trace& t) {
   seconds["prompt"] = t.prompt_seconds;
   seconds["decoder"] = t.decoder_seconds;
   seconds["postprocess"] = t.postprocess_seconds;
+  seconds["wait"] = t.wait_seconds;
   seconds["wall"] = t.wall_seconds;
   d["seconds"] = seconds;
   return d;
@@ -140,5 +141,8 @@ void register_segmenter(py::module_& m) {
       .def("segment_3d", &segment_3d, py::arg("volume"), py::arg("boxes"), py::arg("store") = nullptr,
            py::arg("progress") = nullptr,
            "uint8 (D, H, W) C-contiguous volume, float64 (N, 6) boxes -> (labels (D, H, W), trace dict).")
-      .def("describe", &Segmenter::describe, "Model folder, resolved precision, threading and model metadata.");
+      .def("describe", &Segmenter::describe, "Model folder, resolved precision, threading and model metadata.")
+      .def("time_networks", &Segmenter::time_networks, py::arg("repeats") = 5,
+           py::call_guard<py::gil_scoped_release>(),
+           "Median seconds of one inference with every thread: encoder, decoder per box (one and batched).");
 }

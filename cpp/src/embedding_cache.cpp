@@ -9,7 +9,7 @@ namespace repmedsam::detail {
 
 EmbeddingCache::EmbeddingCache(size_t capacity) : capacity_(std::max<size_t>(capacity, 1)) {}
 
-std::shared_ptr<const Embedding> EmbeddingCache::get(int z, const Compute& compute) {
+std::shared_ptr<const Embedding> EmbeddingCache::get(int z, const Compute& compute, std::chrono::nanoseconds* waited) {
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     auto it = slots_.find(z);
@@ -21,7 +21,9 @@ std::shared_ptr<const Embedding> EmbeddingCache::get(int z, const Compute& compu
       it->second.used = ++clock_;
       return it->second.value;
     }
+    const auto t0 = std::chrono::steady_clock::now();
     changed_.wait(lock);
+    if (waited) *waited += std::chrono::steady_clock::now() - t0;
   }
   lock.unlock();
   std::shared_ptr<const Embedding> value;

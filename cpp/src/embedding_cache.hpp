@@ -4,6 +4,7 @@
 // EmbeddingStore (engine.hpp) keeps one between calls. Internal header.
 #pragma once
 #include <array>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -22,10 +23,12 @@ class EmbeddingCache {
   explicit EmbeddingCache(size_t capacity);
 
   // The embedding of slice z: cached, or computed by this thread with `compute`, or (when another thread
-  // is computing it) awaited. If a computation throws, waiters retry it themselves.
-  std::shared_ptr<const Embedding> get(int z, const Compute& compute);
+  // is computing it) awaited, the time spent so added to *waited (if given). If a computation throws,
+  // waiters retry it themselves.
+  std::shared_ptr<const Embedding> get(int z, const Compute& compute, std::chrono::nanoseconds* waited = nullptr);
 
   int computed() const;  // encoder runs so far, re-encodes after eviction included
+  size_t capacity() const { return capacity_; }
 
  private:
   struct Slot {

@@ -2,6 +2,7 @@
 #pragma once
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -18,13 +19,40 @@
 namespace repmedsam {
 
 // A worker lane: one thread during a call, with its own infer requests and scratch memory. There is one
-// lane more than OpenVINO streams, so a lane's pre- and postprocessing overlaps the others' inference.
+// lane more than OpenVINO streams, so a lane's pre- and postprocessing overlaps the others' inference;
+// Impl::slots keeps the inferences in flight to the number of streams.
 struct Lane {
   std::unique_ptr<detail::EncoderRequest> encoder;
   std::unique_ptr<detail::DecoderRequest> decoder;
   std::unique_ptr<detail::DecoderRequest> decoder_2d;  // only where 2D decodes at another precision (bf16-2d)
-  std::vector<uint8_t> scratch;
+  std::vector<uint8_t> scratch, mask;
 };
+
+namespace detail {
+
+// A counting semaphore: at most `count` holders at once. Encoder and decoder have a streams executor each,
+// so without it a third lane's inference would queue inside OpenVINO (or crowd the cores) unseen.
+class Slots {
+ public:
+  explicit Slots(int count) : free_(count) {}
+  void acquire() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    freed_.wait(lock, [&] { return free_ > 0; });
+    --free_;
+  }
+  void release() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++free_;
+    freed_.notify_one();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable freed_;
+  int free_;
+};
+
+}  // namespace detail
 
 struct Segmenter::Impl {
   Options options;
@@ -33,20 +61,27 @@ struct Segmenter::Impl {
   std::string model_dir;
   ov::Core core;
   detail::ModelFolder folder;  // the validated IR: paths, read models, rt_info (destroyed before core)
-  ov::CompiledModel encoder, decoder, decoder_2d;  // decoder_2d: bf16-2d's 2D decoder, else empty
-  std::vector<Lane> lanes;
-  std::mutex call_mutex;  // calls serialise: each already uses every lane and thread
-
-  // 2D encodes one image, and decodes a lone box in one call: on a stream of a multi-stream compile that
-  // would leave threads idle, so 2D uses copies compiled for one stream with every thread, made on first use.
   // the encoder's; the 3D decoder's and the 2D decoder's (their precision may differ from the encoder's)
   detail::CompileSettings settings, decoder_settings, image_decoder_settings;
   bool compile_from_path = false;
-  ov::CompiledModel image_encoder_model, image_decoder_model;
+  // Networks are compiled on first use, each (network, precision, streams) once: start-up only pays for
+  // what its calls need (compiling takes ~0.3 s a network). 2D encodes one image, and decodes a lone box in
+  // one call: on a stream of a multi-stream compile that would leave threads idle, so 2D uses compiles for
+  // one stream with every thread (the same ones as the lanes' where there is one stream). Declared before
+  // the requests, so that they are destroyed first.
+  std::map<std::string, ov::CompiledModel> compiled;
+  ov::CompiledModel& compiled_model(bool encoder, detail::CompileSettings settings, int streams);
+  std::vector<Lane> lanes;
+  std::unique_ptr<detail::Slots> slots;  // one per stream: inferences in flight across both networks
+  std::mutex call_mutex;  // calls serialise: each already uses every lane and thread
+
   std::unique_ptr<detail::EncoderRequest> image_encoder_request;
-  std::unique_ptr<detail::DecoderRequest> image_decoder_request;
+  std::unique_ptr<detail::DecoderRequest> image_decoder_request, whole_decoder_3d_request;
   detail::EncoderRequest& image_encoder();
   detail::DecoderRequest& image_decoder();
+  detail::DecoderRequest& whole_decoder_3d();  // the 3D decoder on one stream: only to time it
+  // Makes the lanes' requests (encoder and 3D decoder, or the 2D decoder) unless made; before lanes start.
+  void prepare_lanes(bool for_2d);
   detail::DecoderRequest& lane_decoder_2d(int lane);  // a lane's request for 2D box chunks
 
   void run_2d(const ImageView& image, const double* boxes, int n, LabelsView labels, Trace* trace,
@@ -82,7 +117,8 @@ void paint_max(const Upsampler& up, const float* logits, L label, L* out, std::m
 // Per-stage time summed over the lanes (atomic counters, so lanes may add at once), for Trace.
 class StageClock {
  public:
-  enum Stage { kPreprocess, kEncoder, kPrompt, kDecoder, kPostprocess, kStages };
+  // kWait: a walk waiting for a slice another lane is encoding, or for a free inference slot.
+  enum Stage { kPreprocess, kEncoder, kPrompt, kDecoder, kPostprocess, kWait, kStages };
   StageClock() : start_(std::chrono::steady_clock::now()) {}
 
   // Runs fn() and adds its duration to `stage`; returns what fn returns.
@@ -94,6 +130,17 @@ class StageClock {
       clock::time_point t0;
       ~Add() { total += std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - t0).count(); }
     } add{nanos_[stage], clock::now()};
+    return fn();
+  }
+  void add(Stage stage, std::chrono::nanoseconds d) { nanos_[stage] += d.count(); }
+  // Runs fn() holding one of `slots`, the time spent waiting for it counted as kWait.
+  template <class Fn>
+  auto in_slot(Slots& slots, Fn&& fn) {
+    time(kWait, [&] { slots.acquire(); });
+    struct Release {
+      Slots& s;
+      ~Release() { s.release(); }
+    } release{slots};
     return fn();
   }
   void report(Trace& trace) const;

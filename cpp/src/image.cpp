@@ -1,5 +1,5 @@
 // 2D: one encoder run (or the embedding an EmbeddingStore kept), then the boxes in chunks on the dynamic-batch
-// decoder, spread over the lanes.
+// decoder: one after another with every thread, or (many chunks, several streams) spread over the lanes.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -57,22 +57,30 @@ void segment(Segmenter::Impl& s, const ImageView& im, const double* boxes, int n
   std::vector<Box> model_boxes(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) model_boxes[i] = scale_box(boxes + 4 * i, im.h, im.w);
 
-  // At most decoder_batch boxes per call, and at least two calls when there are two boxes, so that two
-  // streams share even a handful of boxes. The split depends on n alone, never on the thread count.
-  const int batch = std::min(s.options.decoder_batch, (n + 1) / 2);
+  // At most decoder_batch boxes per call: the split depends on n alone, never on the thread count. A few
+  // calls run one after another with every thread; many are spread over the lanes' streams (two 1-thread
+  // decoders out-run one 2-thread decoder by ~20% here), which is worth compiling the lanes' networks for
+  // (~0.6 s, once per Segmenter) only past some dozens of boxes.
+  constexpr int kLaneChunks = 4;
+  const int batch = s.options.decoder_batch;
   const int chunks = (n + batch - 1) / batch;
+  const bool on_lanes = s.streams > 1 && chunks >= kLaneChunks;
   std::atomic<int> next{0};
   std::atomic<bool> stop{false};
   constexpr int kLocks = 64;
   std::mutex row_locks[kLocks];
-  const int workers = std::min<int>(static_cast<int>(s.lanes.size()), chunks);
+  const int workers = on_lanes ? std::min<int>(static_cast<int>(s.lanes.size()), chunks) : 1;
+  if (on_lanes) s.prepare_lanes(true);
   detail::run_workers(workers, [&](int lane_index) {
-    // A single call (one box) gets every thread; several calls share the streams.
-    detail::DecoderRequest& decoder = chunks == 1 ? s.image_decoder() : s.lane_decoder_2d(lane_index);
+    detail::DecoderRequest& decoder = on_lanes ? s.lane_decoder_2d(lane_index) : s.image_decoder();
     for (int c; !stop && (c = next++) < chunks;) {
       detail::check_cancelled(progress);
       const int begin = c * batch, k = std::min(n - begin, batch);
-      clock.time(detail::StageClock::kDecoder, [&] { decoder.run(embedding->data(), &model_boxes[begin], k); });
+      auto run = [&] {
+        clock.time(detail::StageClock::kDecoder, [&] { decoder.run(embedding->data(), &model_boxes[begin], k); });
+      };
+      if (on_lanes) clock.in_slot(*s.slots, run);
+      else run();  // alone on the CPU
       if (progress) progress->add_steps(k);
       clock.time(detail::StageClock::kPostprocess, [&] {
         for (int j = 0; j < k; ++j)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <mutex>
 #include <vector>
 
 #include <openvino/frontend/manager.hpp>
@@ -151,7 +152,24 @@ std::string encoder_mark(const std::string& dir, const std::string& key) {
   std::error_code ec;
   const fs::path xml = fs::path(dir) / "encoder.xml";
   if (dir.empty() || !fs::is_regular_file(xml, ec)) return "";
-  const auto info = read_info(*read(xml), xml.string());
+  // `auto` asks for several marks, and reading the IR takes ~0.05 s: the last file's marks are kept, keyed by
+  // its path, size and modification time, so an edited file is read again.
+  static std::mutex mutex;
+  static std::string cached_file;
+  static std::map<std::string, std::string> cached;
+  const std::string file = xml.string() + "|" + std::to_string(fs::file_size(xml, ec)) + "|" +
+                           std::to_string(fs::last_write_time(xml, ec).time_since_epoch().count());
+  std::map<std::string, std::string> info;
+  bool hit = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (file == cached_file) info = cached, hit = true;
+  }
+  if (!hit) {
+    info = read_info(*read(xml), xml.string());
+    std::lock_guard<std::mutex> lock(mutex);
+    cached_file = file, cached = info;
+  }
   const auto it = info.find(key);
   return it == info.end() ? "" : it->second;
 }

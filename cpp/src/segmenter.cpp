@@ -15,12 +15,15 @@ namespace repmedsam {
 
 namespace {
 
-// Two parallel inferences wherever there are two cores: walks of a 3D case (and 2D decoder chunks) keep
-// both busy, and two single-threaded streams beat one two-threaded stream for these small networks
-// (2-core AMX Xeon: CT case 61 s -> 44 s at f32, 31 s -> 16 s at bf16).
+// One inference at a time with every thread on up to two cores, measured with the batched 3D sweeps on a
+// quiet 2-vCPU AVX512-BF16 EPYC (benchmarks/README.md, issue 30): one 2-thread stream took 11.5 s for the
+// AMOS CT case where two 1-thread streams took 14.3 s (BraTS 6.9 vs 7.7 s), since each network runs ~25%
+// more efficiently on two threads than two copies on one each. (Beside another busy process two streams won
+// by 10-25%: they take a larger share of the CPU.) Past two cores, two streams as before: not measured with
+// this scheduler.
 int auto_streams(int threads) {
   const int cores = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
-  return cores >= 2 ? 2 : 1;
+  return cores > 2 ? 2 : 1;
 }
 
 }  // namespace
@@ -59,50 +62,57 @@ Segmenter::Segmenter(const std::string& model_dir, const Options& options) : imp
   s.image_decoder_settings = s.decoder_settings;
   if (p == Precision::BF16For2D) s.image_decoder_settings.inference_precision = ov::element::bf16;
   s.compile_from_path = !options.cache_dir.empty();
-  const bool from_path = s.compile_from_path;
-  s.encoder = detail::compile(s.core, folder.encoder, folder.encoder_path, from_path, settings, folder.encoder_path);
-  s.decoder = detail::compile(s.core, folder.decoder, folder.decoder_path, from_path, s.decoder_settings,
-                              folder.decoder_path);
   s.lanes.resize(static_cast<size_t>(s.streams) + 1);
-  if (p == Precision::BF16For2D)  // 2D boxes decode in bf16 on requests of their own
-    s.decoder_2d = detail::compile(s.core, folder.decoder, folder.decoder_path, from_path, s.image_decoder_settings,
-                                   folder.decoder_path);
-  for (Lane& lane : s.lanes) {
-    lane.encoder = std::make_unique<detail::EncoderRequest>(s.encoder);
-    lane.decoder = std::make_unique<detail::DecoderRequest>(s.decoder);
-    if (p == Precision::BF16For2D) lane.decoder_2d = std::make_unique<detail::DecoderRequest>(s.decoder_2d);
-  }
+  s.slots = std::make_unique<detail::Slots>(s.streams);
+  // What a 2D call needs, now: a model that cannot be compiled is reported here, not at a first call.
+  s.image_encoder();
+  s.image_decoder();
 }
 
 Segmenter::~Segmenter() = default;
 
-namespace {
-
-// The lane's request when there is one stream anyway, else a request on a one-stream compile made once.
-template <class Request>
-Request& whole_cpu(Segmenter::Impl& s, Request& lane_request, std::unique_ptr<Request>& request,
-                   ov::CompiledModel& compiled, const std::shared_ptr<ov::Model>& model, const std::string& path,
-                   const detail::CompileSettings& settings) {
-  if (s.streams == 1) return lane_request;
-  if (!request) {
-    detail::CompileSettings one = settings;
-    one.streams = 1;
-    compiled = detail::compile(s.core, model, path, s.compile_from_path, one, path);
-    request = std::make_unique<Request>(compiled);
-  }
-  return *request;
+ov::CompiledModel& Segmenter::Impl::compiled_model(bool is_encoder, detail::CompileSettings settings, int n) {
+  settings.streams = n;
+  const std::string key = std::string(is_encoder ? "encoder/" : "decoder/") + settings.inference_precision.get_type_name() +
+                          "/" + std::to_string(n);
+  auto it = compiled.find(key);
+  if (it != compiled.end()) return it->second;
+  const std::string& path = is_encoder ? folder.encoder_path : folder.decoder_path;
+  return compiled[key] = detail::compile(core, is_encoder ? folder.encoder : folder.decoder, path, compile_from_path,
+                                         settings, path);
 }
 
-}  // namespace
-
 detail::EncoderRequest& Segmenter::Impl::image_encoder() {
-  return whole_cpu(*this, *lanes.front().encoder, image_encoder_request, image_encoder_model, folder.encoder,
-                   folder.encoder_path, settings);
+  if (!image_encoder_request)
+    image_encoder_request = std::make_unique<detail::EncoderRequest>(compiled_model(true, settings, 1));
+  return *image_encoder_request;
 }
 
 detail::DecoderRequest& Segmenter::Impl::image_decoder() {
-  return whole_cpu(*this, lane_decoder_2d(0), image_decoder_request, image_decoder_model, folder.decoder,
-                   folder.decoder_path, image_decoder_settings);
+  if (!image_decoder_request)
+    image_decoder_request = std::make_unique<detail::DecoderRequest>(compiled_model(false, image_decoder_settings, 1));
+  return *image_decoder_request;
+}
+
+detail::DecoderRequest& Segmenter::Impl::whole_decoder_3d() {
+  if (decoder_settings.inference_precision == image_decoder_settings.inference_precision) return image_decoder();
+  if (!whole_decoder_3d_request)
+    whole_decoder_3d_request = std::make_unique<detail::DecoderRequest>(compiled_model(false, decoder_settings, 1));
+  return *whole_decoder_3d_request;
+}
+
+void Segmenter::Impl::prepare_lanes(bool for_2d) {
+  const bool own_2d = decoder_settings.inference_precision != image_decoder_settings.inference_precision;
+  for (Lane& lane : lanes) {
+    if (for_2d && own_2d) {
+      if (!lane.decoder_2d)
+        lane.decoder_2d = std::make_unique<detail::DecoderRequest>(compiled_model(false, image_decoder_settings, streams));
+      continue;
+    }
+    if (!lane.decoder) lane.decoder = std::make_unique<detail::DecoderRequest>(compiled_model(false, decoder_settings, streams));
+    if (!for_2d && !lane.encoder)
+      lane.encoder = std::make_unique<detail::EncoderRequest>(compiled_model(true, settings, streams));
+  }
 }
 
 detail::DecoderRequest& Segmenter::Impl::lane_decoder_2d(int lane) {
@@ -169,6 +179,7 @@ void StageClock::report(Trace& trace) const {
   trace.prompt_seconds = seconds(nanos_[kPrompt]);
   trace.decoder_seconds = seconds(nanos_[kDecoder]);
   trace.postprocess_seconds = seconds(nanos_[kPostprocess]);
+  trace.wait_seconds = seconds(nanos_[kWait]);
   trace.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }
 

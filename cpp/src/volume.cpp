@@ -1,87 +1,23 @@
 // 3D: per object an upward walk from the middle slice and a downward walk below it (ARCHITECTURE.md §2),
-// each step prompted by the object's own mask on the previous slice. Steps of all walks run on the lanes
-// concurrently; slice embeddings come from a shared lazy cache (the call's own, or an EmbeddingStore's).
-// Every decoder call has one box and each walk's steps run in order, so the result does not depend on
-// scheduling or thread count.
+// each step prompted by the object's own mask on the previous slice. The steps run as the batched decoder
+// calls of volume_plan (steps on one slice in one sweep share a call) on the lanes concurrently, while a spare
+// lane encodes the slices the sweeps reach next; slice embeddings come from a shared lazy cache (the call's
+// own, or an EmbeddingStore's). Which boxes share a call is fixed by the boxes, and each walk's steps run in
+// order, so the result does not depend on scheduling or thread count.
 #include <algorithm>
-#include <atomic>
+#include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <memory>
 #include <string>
 
 #include "embedding_cache.hpp"
 #include "engine_impl.hpp"
 #include "repmedsam/errors.hpp"
+#include "volume_plan.hpp"
 
 namespace repmedsam {
 namespace {
-
-struct Walk {
-  int object = 0;  // row of boxes; its label is object + 1
-  int dir = 1;     // +1 upward from z_mid, -1 downward from z_mid - 1
-  int z = 0;       // the next slice to segment
-  int z_last = 0;
-  Box mid_box{};
-  std::vector<uint8_t> mask;  // the object's mask on the walk's previous slice (reference: its temp volume)
-  Rect rect;                  // where `mask` may be non-zero
-  std::vector<Box> boxes;     // decoder prompts, in order
-  Walk* then = nullptr;       // the downward walk this upward walk releases after its first slice
-};
-
-// Hands out one step (one slice of one walk) at a time, round-robin over the open walks, so walks move
-// through the volume side by side: the slices they need at any moment are few, and a small embedding
-// cache is enough even for volumes with more slices than it holds. Walks are opened in object order, at
-// most kMaxOpen upward walks at once (each open walk holds one slice-sized mask).
-class StepQueue {
- public:
-  explicit StepQueue(std::vector<Walk*> upward, int walks) : unopened_(upward.begin(), upward.end()), unfinished_(walks) {}
-
-  // A walk to advance by one slice, or nullptr once all are done (or the call is being abandoned).
-  Walk* pop() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    changed_.wait(lock, [&] { return aborted_ || unfinished_ == 0 || !ready_.empty() || can_open(); });
-    if (aborted_) return nullptr;
-    if (can_open()) {
-      ++open_up_;
-      Walk* w = unopened_.front();
-      unopened_.pop_front();
-      return w;
-    }
-    if (ready_.empty()) return nullptr;
-    Walk* w = ready_.front();
-    ready_.pop_front();
-    return w;
-  }
-  void push(Walk* w) {  // after a step, or a downward walk just released
-    std::lock_guard<std::mutex> lock(mutex_);
-    ready_.push_back(w);
-    changed_.notify_all();
-  }
-  void finished(const Walk& w) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    --unfinished_;
-    if (w.dir > 0) --open_up_;
-    changed_.notify_all();
-  }
-  void abort() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    aborted_ = true;
-    changed_.notify_all();
-  }
-
- private:
-  static constexpr int kMaxOpen = 64;
-  bool can_open() const { return !unopened_.empty() && open_up_ < kMaxOpen; }
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::deque<Walk*> unopened_, ready_;
-  int open_up_ = 0;
-  int unfinished_;
-  bool aborted_ = false;
-};
 
 void check_boxes_3d(const double* boxes, int n, int d, int h, int w) {
   for (int i = 0; i < n; ++i) {
@@ -100,24 +36,51 @@ void check_boxes_3d(const double* boxes, int n, int d, int h, int w) {
   }
 }
 
-// Writes the object's mask for one slice into `mask` (value where logit > 0), clearing the previous one.
-void render(const Upsampler& up, const float* logits, uint8_t value, std::vector<uint8_t>& mask, Rect& rect) {
-  for (int y = rect.y0; y < rect.y1; ++y)
-    std::memset(mask.data() + static_cast<size_t>(y) * up.w + rect.x0, 0, static_cast<size_t>(rect.x1 - rect.x0));
-  rect = up.candidates(logits);
-  for (int y = rect.y0; y < rect.y1; ++y) {
-    uint8_t* row = mask.data() + static_cast<size_t>(y) * up.w;
-    for (int x = rect.x0; x < rect.x1; ++x) row[x] = up.value(logits, y, x) > 0.0f ? value : 0;
+struct WalkState {
+  Rect rect;                  // where the object's mask on the walk's previous slice may be non-zero
+  std::vector<uint8_t> crop;  // that mask inside rect: the object's value where set (the reference's temp volume)
+  std::vector<Box> boxes;     // decoder prompts, in order
+};
+
+struct Object {
+  int z_min = 0, z_mid = 0, z_max = 0;
+  Box mid_box{};
+  WalkState up, down;  // the middle slice belongs to the upward walk
+};
+
+// Keeps the object's mask for one slice (value where logit > 0), replacing the previous one.
+void render(const Upsampler& up, const float* logits, uint8_t value, WalkState& walk) {
+  const Rect r = walk.rect = up.candidates(logits);
+  const int rw = std::max(r.x1 - r.x0, 0);
+  walk.crop.assign(static_cast<size_t>(rw) * std::max(r.y1 - r.y0, 0), 0);
+  for (int y = r.y0; y < r.y1; ++y) {
+    uint8_t* row = walk.crop.data() + static_cast<size_t>(y - r.y0) * rw;
+    for (int x = r.x0; x < r.x1; ++x) row[x - r.x0] = up.value(logits, y, x) > 0.0f ? value : 0;
   }
 }
 
+// The next prompt from the walk's previous mask, if it has any pixel; `full` is h x w and zero, and left so.
+bool prompt_from(const WalkState& walk, int h, int w, std::vector<uint8_t>& full, std::vector<uint8_t>& scratch,
+                 Box& box) {
+  const Rect& r = walk.rect;
+  if (r.empty()) return false;
+  const size_t rw = static_cast<size_t>(r.x1 - r.x0);
+  for (int y = r.y0; y < r.y1; ++y)
+    std::memcpy(full.data() + static_cast<size_t>(y) * w + r.x0, walk.crop.data() + (y - r.y0) * rw, rw);
+  const bool found = box_from_mask(full.data(), h, w, box, scratch);
+  for (int y = r.y0; y < r.y1; ++y) std::memset(full.data() + static_cast<size_t>(y) * w + r.x0, 0, rw);
+  return found;
+}
+
 template <class L>
-void paint_slice(const std::vector<uint8_t>& mask, const Rect& rect, int w, L label, L* slice) {
-  for (int y = rect.y0; y < rect.y1; ++y) {
-    const uint8_t* m = mask.data() + static_cast<size_t>(y) * w;
+void paint_slice(const WalkState& walk, int w, L label, L* slice) {
+  const Rect& r = walk.rect;
+  const size_t rw = static_cast<size_t>(std::max(r.x1 - r.x0, 0));
+  for (int y = r.y0; y < r.y1; ++y) {
+    const uint8_t* m = walk.crop.data() + (y - r.y0) * rw;
     L* out = slice + static_cast<size_t>(y) * w;
-    for (int x = rect.x0; x < rect.x1; ++x)
-      if (m[x] && out[x] < label) out[x] = label;  // max = the reference's "later objects overwrite"
+    for (int x = r.x0; x < r.x1; ++x)
+      if (m[x - r.x0] && out[x] < label) out[x] = label;  // max = the reference's "later objects overwrite"
   }
 }
 
@@ -128,93 +91,109 @@ void segment(Segmenter::Impl& s, const VolumeView& v, const double* boxes, int n
   std::memset(labels, 0, slice_size * v.d * sizeof(L));
   const Upsampler up(resized_extent(v.h, v.w), v.h, v.w);
 
-  std::vector<Walk> walks(static_cast<size_t>(2 * n));
-  std::vector<Walk*> upward;
-  int walk_count = 0;
+  std::vector<Object> objects(static_cast<size_t>(n));
+  std::vector<detail::ObjectSpan> spans(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) {
     const double* b = boxes + 6 * i;
-    const int z_min = static_cast<int>(b[2]), z_max = static_cast<int>(b[5]);
-    const int z_mid = static_cast<int>((b[5] - b[2]) / 2 + b[2]);  // int((z_max - z_min)/2 + z_min)
     const double mid_xyxy[4] = {b[0], b[1], b[3], b[4]};
-    Walk& up_walk = walks[2 * i];
-    Walk& down_walk = walks[2 * i + 1];
-    up_walk.object = down_walk.object = i;
-    up_walk.mid_box = down_walk.mid_box = scale_box(mid_xyxy, v.h, v.w);
-    up_walk.dir = 1, up_walk.z = z_mid, up_walk.z_last = std::min(z_max, v.d - 1);
-    down_walk.dir = -1, down_walk.z = z_mid - 1, down_walk.z_last = z_min;
-    upward.push_back(&up_walk);
-    ++walk_count;
-    if (down_walk.z >= z_min) {
-      up_walk.then = &down_walk;
-      ++walk_count;
-    }
+    Object& o = objects[i];
+    o.z_min = static_cast<int>(b[2]), o.z_max = static_cast<int>(b[5]);
+    o.z_mid = static_cast<int>((b[5] - b[2]) / 2 + b[2]);  // int((z_max - z_min)/2 + z_min)
+    o.mid_box = scale_box(mid_xyxy, v.h, v.w);
+    spans[i] = {o.z_min, o.z_mid, o.z_max};
   }
-  StepQueue queue(upward, walk_count);
+  detail::VolumePlan plan = detail::plan_volume(spans, v.d, s.options.decoder_batch);
 
   detail::StageClock clock;
   detail::EmbeddingCache own_cache(static_cast<size_t>(store ? 1 : s.options.max_cached_slices));
   detail::EmbeddingCache& cache = store ? store->impl().cache : own_cache;
   const int encoded_before = cache.computed();
   std::unique_ptr<std::mutex[]> slice_locks(new std::mutex[static_cast<size_t>(v.d)]);
-  std::atomic<int> decoder_calls{0};
-  const int workers = std::min<int>(static_cast<int>(s.lanes.size()), walk_count);
+  const int workers = static_cast<int>(std::min(s.lanes.size(), plan.tasks.size() + plan.slice_order.size()));
+  // Slices encoded ahead stay few, and leave the cache room for the slices in use.
+  const int window = std::clamp(static_cast<int>(cache.capacity()) - workers - 1, 0, 2 * s.streams + 2);
+  detail::WorkBoard board(plan, v.d, window);
+  s.prepare_lanes(false);
+
+  auto embedding_of = [&](int z, Lane& lane) {
+    std::chrono::nanoseconds waited{0};
+    auto embedding = cache.get(z, [&] {
+      clock.time(detail::StageClock::kPreprocess, [&] {
+        preprocess_image(v.data + slice_size * z, v.h, v.w, 1, lane.encoder->input(), lane.scratch);
+      });
+      return clock.in_slot(*s.slots, [&] {
+        return clock.time(detail::StageClock::kEncoder, [&] { return lane.encoder->run(); });
+      });
+    }, &waited);
+    clock.add(detail::StageClock::kWait, waited);
+    return embedding;
+  };
 
   detail::run_workers(workers, [&](int lane_index) {
     Lane& lane = s.lanes[lane_index];
+    lane.mask.assign(slice_size, 0);
     std::vector<uint8_t> prompt_scratch;
-    while (Walk* walk = queue.pop()) {
+    std::vector<Box> prompts;
+    detail::WorkBoard::Work work;
+    while (board.next(work)) {
       detail::check_cancelled(progress);
-      const int z = walk->z;
-      const L label = static_cast<L>(walk->object + 1);
-      const uint8_t value = static_cast<uint8_t>(std::min(walk->object + 1, 255));  // the temp volume is uint8
-      if (walk->mask.empty()) walk->mask.assign(slice_size, 0);
-      const auto embedding = cache.get(z, [&] {
-        clock.time(detail::StageClock::kPreprocess, [&] {
-          preprocess_image(v.data + slice_size * z, v.h, v.w, 1, lane.encoder->input(), lane.scratch);
-        });
-        return clock.time(detail::StageClock::kEncoder, [&] { return lane.encoder->run(); });
-      });
-      Box box = walk->mid_box;
-      const bool middle = walk->dir > 0 && walk->boxes.empty();
-      if (!middle && !walk->rect.empty()) {
-        Box from_mask;
-        if (clock.time(detail::StageClock::kPrompt,
-                       [&] { return box_from_mask(walk->mask.data(), v.h, v.w, from_mask, prompt_scratch); }))
-          box = from_mask;
+      if (work.task < 0) {
+        embedding_of(work.slice, lane);
+        continue;
       }
-      walk->boxes.push_back(box);
-      clock.time(detail::StageClock::kDecoder, [&] { lane.decoder->run(embedding->data(), &box, 1); });
-      ++decoder_calls;
-      if (progress) progress->add_steps(1);
+      const detail::DecodeTask& task = plan.tasks[work.task];
+      const auto embedding = embedding_of(task.z, lane);
+      prompts.clear();
+      for (int i : task.objects) {
+        Object& o = objects[i];
+        WalkState& walk = task.dir < 0 ? o.down : o.up;
+        Box box = o.mid_box;
+        if (task.dir != 0) {
+          Box from_mask;
+          if (clock.time(detail::StageClock::kPrompt,
+                         [&] { return prompt_from(walk, v.h, v.w, lane.mask, prompt_scratch, from_mask); }))
+            box = from_mask;
+        }
+        walk.boxes.push_back(box);
+        prompts.push_back(box);
+      }
+      const int k = static_cast<int>(prompts.size());
+      clock.in_slot(*s.slots, [&] {
+        clock.time(detail::StageClock::kDecoder, [&] { lane.decoder->run(embedding->data(), prompts.data(), k); });
+      });
       clock.time(detail::StageClock::kPostprocess, [&] {
-        render(up, lane.decoder->logits(0), value, walk->mask, walk->rect);
-        std::lock_guard<std::mutex> lock(slice_locks[z]);
-        paint_slice(walk->mask, walk->rect, v.w, label, labels + slice_size * z);
+        for (int j = 0; j < k; ++j) {
+          const int i = task.objects[j];
+          Object& o = objects[i];
+          WalkState& walk = task.dir < 0 ? o.down : o.up;
+          render(up, lane.decoder->logits(j), static_cast<uint8_t>(std::min(i + 1, 255)), walk);
+          if (task.dir == 0 && o.z_min < o.z_mid) o.down.rect = walk.rect, o.down.crop = walk.crop;
+        }
+        std::lock_guard<std::mutex> lock(slice_locks[task.z]);
+        for (int i : task.objects) {
+          const Object& o = objects[i];
+          paint_slice(task.dir < 0 ? o.down : o.up, v.w, static_cast<L>(i + 1), labels + slice_size * task.z);
+        }
       });
-      if (middle && walk->then) {  // the downward walk starts from this slice's mask
-        walk->then->mask = walk->mask;
-        walk->then->rect = walk->rect;
-        queue.push(walk->then);
+      for (int i : task.objects) {  // a finished walk's mask is no longer needed
+        Object& o = objects[i];
+        if (task.dir >= 0 && task.z == o.z_max) std::vector<uint8_t>().swap(o.up.crop);
+        if (task.dir < 0 && task.z == o.z_min) std::vector<uint8_t>().swap(o.down.crop);
       }
-      if (z == walk->z_last) {
-        std::vector<uint8_t>().swap(walk->mask);
-        queue.finished(*walk);
-      } else {
-        walk->z += walk->dir;
-        queue.push(walk);
-      }
+      if (progress) progress->add_steps(k);
+      board.done(work.task);
     }
-  }, [&] { queue.abort(); });
+  }, [&] { board.abort(); });
 
   if (trace) {
     trace->decoder_boxes.assign(static_cast<size_t>(n), {});
     for (int i = 0; i < n; ++i) {
       auto& out = trace->decoder_boxes[i];
-      out = walks[2 * i].boxes;
-      out.insert(out.end(), walks[2 * i + 1].boxes.begin(), walks[2 * i + 1].boxes.end());
+      out = objects[i].up.boxes;
+      out.insert(out.end(), objects[i].down.boxes.begin(), objects[i].down.boxes.end());
     }
     trace->encoder_runs = cache.computed() - encoded_before;
-    trace->decoder_calls = decoder_calls;
+    trace->decoder_calls = static_cast<int>(plan.tasks.size());
     clock.report(*trace);
   }
 }

@@ -55,3 +55,7 @@ class Segmenter:
         """uint8 (D, H, W) C-contiguous volume, (N, 6) boxes -> (labels (D, H, W) uint8|uint16, trace dict)."""
     def describe(self) -> dict[str, str]:
         """Model folder, resolved precision, threading and the model's rt_info."""
+    def time_networks(self, repeats: int = 5) -> dict[str, float]:
+        """Median seconds of one inference with every thread on one stream: "encoder" (one image); per box
+        "decoder_2d"/"decoder_3d" (one box a call) and "decoder_2d_batched"/"decoder_3d_batched"
+        (decoder_batch boxes a call)."""

@@ -56,11 +56,14 @@ class Measurement:
 
 
 def run_bench(engines: dict, cases: list[tuple[str, Case]], repeats: int = 1, progress=None) -> list[Measurement]:
-    """Warm every engine on the smallest (2D if any) case, then time each case on each engine (median of `repeats`)."""
-    if cases:
-        warm = min(cases, key=lambda c: (c[1].is_3d, c[1].imgs.size))[1]  # a 2D case when there is one
-        for segment in engines.values():
-            segment(warm)
+    """Warm every engine on the smallest 2D case and the smallest 3D case (the runtime compiles what each kind
+    needs on first use), then time each case on each engine (median of `repeats`)."""
+    for is_3d in (False, True):
+        kind = [case for _, case in cases if case.is_3d == is_3d]
+        if kind:
+            warm = min(kind, key=lambda c: c.imgs.size)
+            for segment in engines.values():
+                segment(warm)
     results = []
     for name, case in cases:
         for engine, segment in engines.items():

@@ -30,10 +30,11 @@ class Trace:
         256x256 model input) given to the decoder, in the reference's call order; 3D: the upward walk from the
         middle slice, then the downward walk.
     encoder_runs: images or slices encoded (re-encodes after cache eviction included).
-    decoder_calls: decoder inferences (2D boxes are batched).
-    seconds: where the time went: "preprocess", "encoder", "prompt" (3D next-slice boxes), "decoder" and
-        "postprocess" (upsampling and painting masks), each summed over worker threads (they overlap, so the
-        sum may exceed "wall", the call's elapsed time).
+    decoder_calls: decoder inferences (the boxes of one slice share calls, 2D and 3D).
+    seconds: where the time went: "preprocess", "encoder", "prompt" (3D next-slice boxes), "decoder",
+        "postprocess" (upsampling and painting masks) and "wait" (for a slice another thread is encoding, or
+        for a free inference stream), each summed over worker threads (they overlap, so the sum may exceed
+        "wall", the call's elapsed time).
     """
 
     decoder_boxes: list[list[tuple[int, int, int, int]]]
@@ -60,11 +61,14 @@ class Segmenter:
             reference), "bf16", "bf16-encoder" (bf16 image encoder, f32 mask decoder), "bf16-2d" (bf16 for 2D
             images, 3D walks as bf16-encoder) or "int8" (int8 encoder, f32 decoder).
         threads: inference threads in total; None = all physical cores.
-        streams: inferences run in parallel (threads are split between them); None = 2 where there are two
-            threads or more (3D walks and 2D box chunks run side by side; a 2D image is encoded with all threads).
+        streams: inferences run in parallel (threads are split between them); None = 1 up to two threads
+            (measured fastest there: each network runs more efficiently on both threads), else 2 (3D sweeps and
+            many-box images then decode side by side; a 2D image is encoded with all threads).
         cache_dir: OpenVINO compiled-model cache folder, so a second process starts fast; None = no cache.
         max_cached_slices: 3D embedding cache size in slices (4 MiB each). Evicted slices are encoded again
             when needed, with identical results; the default keeps a 300x512x512 volume under 2 GB.
+        decoder_batch: most boxes per decoder call (2D boxes; 3D walk steps on the same slice). Memory grows with
+            it (some 25 MB per box in flight at f32); results do not depend on it.
 
     Raises ModelError for an unusable model folder and InputError for bad options.
 
@@ -74,11 +78,12 @@ class Segmenter:
 
     def __init__(self, model: str | os.PathLike | None = None, precision: str = "auto", threads: int | None = None,
                  *, streams: int | None = None, cache_dir: str | os.PathLike | None = None,
-                 max_cached_slices: int = 256) -> None:
+                 max_cached_slices: int = 256, decoder_batch: int = 8) -> None:
         if not isinstance(precision, str) or precision not in PRECISIONS:
             raise InputError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}.")
         counts = {name: _count(name, value) for name, value in
-                  (("threads", threads), ("streams", streams), ("max_cached_slices", max_cached_slices))}
+                  (("threads", threads), ("streams", streams), ("max_cached_slices", max_cached_slices),
+                   ("decoder_batch", decoder_batch))}
         model_dir = resolve_model_dir(model)
         from . import _core  # loads OpenVINO: only when a Segmenter is built, not on `import repmedsam_ov`
 
@@ -95,6 +100,13 @@ class Segmenter:
     def precision(self) -> str:
         """The precision in use (one of PRECISIONS but "auto", which is resolved)."""
         return self._core.describe()["precision"]
+
+    def network_seconds(self, repeats: int = 5) -> dict[str, float]:
+        """The networks' own speed here: median seconds of one inference with all this Segmenter's threads on one
+        stream, after a warm-up. Keys: "encoder" (one image or slice); per box, "decoder_2d" / "decoder_3d" (one
+        box a call) and "decoder_2d_batched" / "decoder_3d_batched" (decoder_batch boxes a call). The floor of a
+        case is its slices x encoder + its boxes x the faster per-box decoder time (`bench --profile`)."""
+        return dict(self._core.time_networks(_count("repeats", repeats)))
 
     def segment_2d(self, image: np.ndarray, boxes: np.ndarray, *, return_trace: bool = False):
         """Segment one 2D image.

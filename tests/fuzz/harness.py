@@ -81,10 +81,9 @@ _ENGINES: dict = {}
 
 
 def _cached_make_backend(args):
-    """infer.make_backend with one compiled model per (model, precision, threads): a case costs its I/O."""
-    from repmedsam_ov.commands import infer
-
-    key = (args.model, args.precision, args.threads, args.backend)
+    """infer.make_backend with one compiled model per (model, precision, threads, cache folder): a case costs its
+    I/O. The patch outlives the fuzz tests, so the key holds every option that changes the backend."""
+    key = (args.model, args.precision, args.threads, args.backend, args.cache_dir)
     if key not in _ENGINES:
         _ENGINES[key] = _ORIGINAL_MAKE_BACKEND(args)
     return _ENGINES[key]

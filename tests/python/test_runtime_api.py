@@ -110,7 +110,7 @@ def test_trace_reports_where_the_time_went(toy):
     volume = np.random.default_rng(5).integers(0, 256, (6, 40, 50), dtype=np.uint8)
     _, trace3d = toy.segment_3d(volume, np.array([[5, 5, 0, 40, 30, 5]]), return_trace=True)
     _, trace2d = toy.segment_2d(volume[0], np.array([[5, 5, 40, 30]]), return_trace=True)
-    stages = {"preprocess", "encoder", "prompt", "decoder", "postprocess", "wall"}
+    stages = {"preprocess", "encoder", "prompt", "decoder", "postprocess", "wait", "wall"}
     for trace in (trace3d, trace2d):
         assert set(trace.seconds) == stages and min(trace.seconds.values()) >= 0
         assert trace.seconds["encoder"] > 0 and trace.seconds["decoder"] > 0 and trace.seconds["wall"] > 0

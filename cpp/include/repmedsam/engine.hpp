@@ -52,12 +52,13 @@ struct Trace {
   // reference's call order (3D: the upward walk from the middle slice, then the downward walk).
   std::vector<std::vector<std::array<int, 4>>> decoder_boxes;
   int encoder_runs = 0;    // slices (or images) encoded, re-encodes after eviction included
-  int decoder_calls = 0;   // decoder inferences (2D boxes are batched)
+  int decoder_calls = 0;   // decoder inferences (boxes of one slice are batched, 2D and 3D)
   // Where the time went, in seconds summed over the worker threads (stages of different threads overlap,
   // so the sum can exceed wall_seconds): image resize + normalisation, encoder inference, the 3D walk's
-  // next-slice prompt, decoder inference, and upsampling + painting the masks.
+  // next-slice prompt, decoder inference, upsampling + painting the masks, and waiting (for a slice another
+  // thread is encoding, or for a free inference stream; an idle thread with nothing to do is not counted).
   double preprocess_seconds = 0, encoder_seconds = 0, prompt_seconds = 0, decoder_seconds = 0,
-         postprocess_seconds = 0, wall_seconds = 0;
+         postprocess_seconds = 0, wait_seconds = 0, wall_seconds = 0;
 };
 
 // Slice embeddings of one image or volume kept between calls (interactive use): the first call that needs a
@@ -117,6 +118,12 @@ class Segmenter {
 
   // Facts for users and logs: model_dir, precision (resolved), threads, streams, and the model's rt_info.
   std::map<std::string, std::string> describe() const;
+
+  // Median seconds of one inference with every thread on one stream (the floor a case is measured against):
+  // "encoder" (one image), and per box "decoder_3d" / "decoder_2d" at one box a call and
+  // "decoder_3d_batched" / "decoder_2d_batched" at decoder_batch boxes a call (the 3D and 2D decoders differ
+  // only at bf16-2d). Runs each `repeats` times after a warm-up (repeats >= 1, else InvalidInput).
+  std::map<std::string, double> time_networks(int repeats);
 
   struct Impl;
 

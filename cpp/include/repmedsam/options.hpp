@@ -21,15 +21,15 @@ std::string to_string(Precision p);
 struct Options {
   Precision precision = Precision::Auto;
   int threads = 0;  // inference threads in total; 0 = OpenVINO's default (all physical cores)
-  // Parallel inferences (OpenVINO streams; the threads are split between them); 0 = auto: 2 when there are
-  // at least 2 threads. A 2D image is always encoded by one stream with every thread.
+  // Parallel inferences (OpenVINO streams; the threads are split between them); 0 = auto: 1 up to 2 threads
+  // (measured fastest there), else 2. A 2D image is always encoded by one stream with every thread.
   int streams = 0;
   std::string cache_dir;  // OpenVINO compiled-model cache, so a second process starts fast; "" = off
   // 3D: most slice embeddings kept at once (4 MiB each). Evicted slices are re-encoded when needed again,
   // which gives the same result. 256 (1 GiB) keeps a 300x512x512 volume with 6 objects under 2 GB RSS.
   int max_cached_slices = 256;
-  // 2D: most boxes per decoder call. Memory grows with it (some 25 MB per box in flight at f32); the
-  // time per box hardly drops beyond 8.
+  // Most boxes per decoder call: 2D boxes, and 3D walk steps on the same slice. Memory grows with it (some
+  // 25 MB per box in flight at f32); the time per box hardly drops beyond 8. Results do not depend on it.
   int decoder_batch = 8;
 };
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..engines import ENGINES
 from ..errors import InputError, UsageError
+from ..floor import case_floor, case_work, floor_fields, print_profile
 from ..metrics import label_agreement
 from .evaluate import modality_of, score_against
 from ._args import positive_int
@@ -37,24 +38,14 @@ def register(sub) -> None:
     p.add_argument("--synthetic", action="store_true", help="add the 300x512x512, 6-object synthetic scale case")
     p.add_argument("--repeats", type=positive_int, default=1, metavar="N", help="runs per case and engine (median)")
     p.add_argument("-t", "--threads", type=positive_int, metavar="N", help="inference threads (default: all cores)")
+    p.add_argument("--streams", type=positive_int, metavar="N",
+                   help="parallel inferences of the runtime engines (default: auto; at most --threads)")
     p.add_argument("--json", metavar="FILE", help="append one JSON line per case and engine")
     p.add_argument("--profile", action="store_true",
-                   help="also print where the C++ runtime's time went per case (stage seconds summed over threads)")
+                   help="also time each runtime engine's networks alone and print, per case and per source, the "
+                        "time against that floor (slices x encoder + boxes x decoder) and where the time went "
+                        "(stage seconds summed over threads, waiting included)")
     p.set_defaults(func=run)
-
-
-def _work(case) -> tuple[int, int]:
-    """(slices to encode, decoder boxes) of a case under the reference semantics."""
-    if not case.is_3d:
-        return 1, len(case.boxes)
-    from ..reference import propagation_walk
-
-    slices, boxes = set(), 0
-    for b in case.boxes:
-        walk = propagation_walk(b[2], b[5], case.imgs.shape[0])[1]
-        slices.update(z for z, _ in walk)
-        boxes += len(walk)
-    return len(slices), boxes
 
 
 def run(args) -> int:
@@ -90,14 +81,17 @@ def run(args) -> int:
         from repmedsam_export.to_ir import export_model  # needs the export extra, like the torch engine
 
         model_dir = export_model(args.checkpoint, Path(tempfile.mkdtemp()) / "model")
-    built = {name: make_engine(name, model_dir, args.checkpoint, args.threads, args.litemedsam) for name in engines}
+    built = {name: make_engine(name, model_dir, args.checkpoint, args.threads, args.litemedsam, args.streams)
+             for name in engines}
     precisions = {name: _precision(engine) for name, engine in built.items()}
     results = run_bench(built, cases, args.repeats, progress=None if args.quiet else log.info)
+    floors = _floors(built, cases) if args.profile else {}
 
     reference = "torch" if "torch" in engines else "runtime-f32" if "runtime-f32" in engines else engines[0]
     by_key = {(m.case, m.engine): m for m in results}
-    facts = machine_facts(args.threads)
-    print(f"\n{facts['cpu']} | {facts['cores']} cores, {facts['threads']} threads | OpenVINO {facts['openvino']} "
+    facts = machine_facts(args.threads) | {"streams": args.streams or "auto"}
+    print(f"\n{facts['cpu']} | {facts['cores']} cores, {facts['threads']} threads, {facts['streams']} streams "
+          f"| OpenVINO {facts['openvino']} "
           f"| repmedsam-ov {facts['version']}, commit {facts['commit']} | Dice against {reference}")
     header = f"{'case':<44} {'engine':<16} {'s':>8} {'x torch':>8} {'slices/s':>8} {'ms/box':>7} {'RSS MB':>7} {'Dice':>7}"
     if args.gts is not None:
@@ -107,7 +101,7 @@ def run(args) -> int:
     totals = {e: 0.0 for e in engines}
     lines = []
     for name, case in cases:
-        slices, boxes = _work(case)
+        slices, boxes = case_work(case)
         ref = by_key[(name, reference)]
         for engine in engines:
             m = by_key[(name, engine)]
@@ -119,6 +113,8 @@ def run(args) -> int:
                    "peak_rss_mb": m.peak_rss_mb, "dice_vs_reference": dice, "reference": reference,
                    "slices": slices, "boxes": boxes, "precision": precisions[engine],
                    "stage_seconds": m.stage_seconds} | facts
+            if (name, engine) in floors:
+                row |= floor_fields(floors[(name, engine)], m.seconds)
             scored = ""
             if args.gts is not None:
                 scores = score_against(args.gts / f"{name}.npz", m.segs, what=f"{engine}'s masks of {name}")
@@ -134,7 +130,7 @@ def run(args) -> int:
     if args.gts is not None:
         _print_ground_truth_summary(lines, engines)
     if args.profile:
-        _print_profile(results)
+        print_profile(results, floors)
     if args.json:
         with open(args.json, "a") as f:
             for row in lines:
@@ -160,19 +156,11 @@ def _precision(engine) -> str:
     return getattr(getattr(engine, "__self__", engine), "precision", "f32")
 
 
-def _print_profile(results) -> None:
-    """Stage seconds of the engines that report them, and each stage's share of the summed thread time."""
-    rows = [m for m in results if m.stage_seconds]
-    if not rows:
-        print("\n(no engine reported stage times: --profile covers the runtime-* engines)")
-        return
-    stages = ("preprocess", "encoder", "prompt", "decoder", "postprocess")
-    print("\nwhere the runtime's time went (seconds summed over worker threads; wall = the call's elapsed time)")
-    header = f"{'case':<44} {'engine':<16} {'wall':>7}" + "".join(f" {s:>11}" for s in stages)
-    print(header)
-    print("-" * len(header))
-    for m in rows:
-        busy = sum(m.stage_seconds.get(s, 0.0) for s in stages) or 1.0
-        cells = "".join(f" {m.stage_seconds.get(s, 0.0):>6.1f} {100 * m.stage_seconds.get(s, 0.0) / busy:>3.0f}%"
-                        for s in stages)
-        print(f"{m.case[:44]:<44} {m.engine:<16} {m.stage_seconds.get('wall', 0.0):>7.2f}{cells}")
+def _floors(built: dict, cases: list) -> dict:
+    """(case, engine) -> Floor for the engines that time their networks (measured once each, after the run)."""
+    floors = {}
+    for engine, segment in built.items():
+        if hasattr(segment, "network_seconds"):
+            network = segment.network_seconds()
+            floors |= {(name, engine): case_floor(case, network) for name, case in cases}
+    return floors

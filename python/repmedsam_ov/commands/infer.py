@@ -42,6 +42,9 @@ def register(sub) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="runtime precision (auto: per model and CPU, see `repmedsam-ov info`)")
     p.add_argument("-t", "--threads", type=positive_int, metavar="N", help="inference threads (default: all cores)")
+    p.add_argument("--cache-dir", metavar="DIR|none",
+                   help="OpenVINO compiled-model cache, so the next run starts fast (default: "
+                        "$REPMEDSAM_COMPILE_CACHE, else ~/.cache/repmedsam-ov/openvino; none = off)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("-b", "--boxes", metavar="FILE|DIR",
                    help="box file (.json or .csv) or a folder of <name>.boxes.json|csv (default: beside each image)")
@@ -93,8 +96,11 @@ def make_backend(args):
     """A callable case -> segs for the chosen backend; raises ModelError with what to install or pass."""
     from ..engines import make_engine
 
+    from ..engines import compile_cache
+
     name = "torch" if args.backend == "torch" else f"runtime-{args.precision}"
-    return make_engine(name, args.model and Path(args.model), args.checkpoint, args.threads)
+    cache = compile_cache(args.cache_dir) if args.backend == "runtime" else None
+    return make_engine(name, args.model and Path(args.model), args.checkpoint, args.threads, cache_dir=cache)
 
 
 def _serialised(segment):
