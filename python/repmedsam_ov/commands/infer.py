@@ -94,9 +94,7 @@ def _retries(text: str) -> int:
 
 def make_backend(args):
     """A callable case -> segs for the chosen backend; raises ModelError with what to install or pass."""
-    from ..engines import make_engine
-
-    from ..engines import compile_cache
+    from ..engines import compile_cache, make_engine
 
     name = "torch" if args.backend == "torch" else f"runtime-{args.precision}"
     cache = compile_cache(args.cache_dir) if args.backend == "runtime" else None
